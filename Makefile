@@ -1,0 +1,53 @@
+# ferrule's single entry point: `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS=":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+.PHONY: build-dev
+build-dev: $(PY) ## create .venv, install test deps, build ferrule into it (release profile)
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release --quiet
+
+.PHONY: format
+format: ## format Rust and Python sources
+	cargo fmt
+	$(VENV)/bin/ruff format python tests examples benchmarks
+	$(VENV)/bin/ruff check --fix python tests examples benchmarks
+
+.PHONY: lint-rust
+lint-rust: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+.PHONY: lint-python
+lint-python: $(PY) ## ruff check and ruff format --check
+	$(VENV)/bin/ruff check python tests examples benchmarks
+	$(VENV)/bin/ruff format --check python tests examples benchmarks
+
+.PHONY: lint
+lint: lint-rust lint-python ## all linters
+
+.PHONY: test-rust
+test-rust: ## Rust unit and integration tests
+	cargo test --quiet
+
+.PHONY: test-py
+test-py: build-dev ## pytest: Python API and black-box tests against real processes
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest
+
+.PHONY: test
+test: test-rust test-py ## the whole suite (what .ci/run runs)
+
+.PHONY: bench
+bench: build-dev ## load benchmarks against peers (by hand, not in CI)
+	$(PY) benchmarks/run.py

@@ -1,0 +1,14 @@
+"""The ``ferrule`` command: hands ``sys.argv`` to the clap parser in Rust.
+
+Exit codes follow gunicorn: 0 after a clean stop, 2 for bad usage, 4 when the
+application cannot be loaded.
+"""
+
+import sys
+
+from ferrule import _ferrule
+
+
+def main() -> None:
+    """Run the command line in ``sys.argv`` and exit with its status."""
+    sys.exit(_ferrule.run_cli(sys.argv))

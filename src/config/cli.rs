@@ -1,0 +1,167 @@
+//! The `ferrule` command line, parsed with clap.
+//!
+//! Option names follow gunicorn's where a gunicorn user would look for them
+//! (`--bind`, `--threads`, `--log-level`, `--graceful-timeout`); options may come
+//! before or after the application spec.
+
+use clap::{Parser, ValueEnum};
+
+use super::Bind;
+
+/// What the user typed on the command line, validated field by field.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ferrule",
+    version,
+    about = "Serve a WSGI (PEP 3333) application through ferrule's Rust HTTP core.",
+    after_help = "Example: ferrule --bind 127.0.0.1:8000 --threads 4 myproject.wsgi:application"
+)]
+pub struct Args {
+    /// The WSGI application: MODULE:APP, e.g. `examples.hello:app`.
+    ///
+    /// The attribute defaults to `application`. The current directory is put on
+    /// `sys.path` first, as gunicorn does.
+    #[arg(value_name = "MODULE:APP")]
+    pub app: String,
+
+    /// Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT. Repeatable.
+    ///
+    /// Default is `127.0.0.1:8000`.
+    #[arg(short = 'b', long = "bind", value_name = "ADDRESS", value_parser = Bind::parse)]
+    pub bind: Vec<Bind>,
+
+    /// Python threads that run the application (1 to 1024).
+    ///
+    /// One thread is the fastest path for CPU-bound apps; more threads let an app
+    /// that waits on a database overlap its requests. Default is 1.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+
+    /// Mount point of the application: SCRIPT_NAME, stripped from PATH_INFO.
+    ///
+    /// Must start with `/`; a trailing `/` is dropped. Default is empty.
+    #[arg(long, value_name = "/PREFIX", default_value = "", value_parser = parse_root_path)]
+    pub root_path: String,
+
+    /// Call MODULE:APP with no arguments and serve what it returns.
+    #[arg(long)]
+    pub factory: bool,
+
+    /// Seconds that in-flight requests get to finish after SIGTERM or SIGINT.
+    ///
+    /// Default is 30.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub graceful_timeout: f64,
+
+    /// Lowest level of messages written to the error log. Default is `info`.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+impl Args {
+    /// The bind addresses, with the default `127.0.0.1:8000` when none was given.
+    pub fn binds(&self) -> Vec<Bind> {
+        if self.bind.is_empty() {
+            vec![Bind::parse("127.0.0.1:8000").expect("the default bind parses")]
+        } else {
+            self.bind.clone()
+        }
+    }
+}
+
+/// Log levels, as Python's `logging` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including per-connection detail.
+    Debug,
+    /// Start, stop and listening addresses.
+    Info,
+    /// Things that were handled but look wrong.
+    Warning,
+    /// Application errors and failed requests.
+    Error,
+    /// Only what stops the server.
+    Critical,
+}
+
+impl LogLevel {
+    /// The level's name in Python's `logging` module.
+    pub fn python_name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warning => "WARNING",
+            LogLevel::Error => "ERROR",
+            LogLevel::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// Validate `--root-path`: empty, or `/` followed by the prefix, trailing `/` dropped.
+///
+/// # Errors
+///
+/// A message naming the option when the value does not start with `/`.
+pub fn parse_root_path(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    if !value.starts_with('/') {
+        return Err(format!("{value:?} must start with '/', e.g. /app"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
+        _ => Err(format!("{value:?} is not a number of seconds (0 or more)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("ferrule").chain(argv.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&["m:app"]).unwrap();
+        assert_eq!(args.app, "m:app");
+        assert_eq!(args.threads, 1);
+        assert_eq!(args.root_path, "");
+        assert_eq!(args.binds()[0].addrs[0].to_string(), "127.0.0.1:8000");
+        assert_eq!(args.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn options_after_the_app_spec() {
+        let args = parse(&["m:app", "--threads", "4", "-b", ":0", "--bind", "[::1]:0"]).unwrap();
+        assert_eq!(args.threads, 4);
+        assert_eq!(args.binds().len(), 2);
+    }
+
+    #[test]
+    fn bad_usage_exits_2() {
+        for argv in [
+            &["--threads", "0", "m:app"][..],
+            &["--bind", "x:y", "m:app"],
+            &["--root-path", "app", "m:app"],
+            &[],
+            &["--no-such-option", "m:app"],
+        ] {
+            let err = parse(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn root_path_normalised() {
+        assert_eq!(parse_root_path("/app/").unwrap(), "/app");
+        assert_eq!(parse_root_path("/").unwrap(), "");
+    }
+}

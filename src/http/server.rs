@@ -1,0 +1,153 @@
+//! The accept loop and per-connection tasks, with graceful shutdown.
+//!
+//! Theory of operation:
+//!
+//! 1. One future, [`run`], accepts on every listener and spawns one task per
+//!    connection (or serves connections one at a time, in order, when
+//!    [`RunOptions::sequential`] is set: wsgiref's `handle_request()`).
+//! 2. Every connection task watches the same stop flag. When it turns `true`,
+//!    the accept loop ends and each connection gets hyper's
+//!    `graceful_shutdown()`: the response in flight is finished, keep-alive is
+//!    switched off, an idle connection is closed at once.
+//! 3. [`run`] returns when every connection has finished, or when
+//!    [`RunOptions::graceful_timeout`] has passed since the stop (then the
+//!    remaining connections are aborted).
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::Dispatch;
+
+/// How [`run`] serves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Serve one connection at a time, in accept order. Default is `false`.
+    pub sequential: bool,
+    /// How long in-flight requests get after the stop flag is set. Default is 30 s.
+    pub graceful_timeout: Duration,
+    /// How long a client may take to send a whole request head. Default is 10 s.
+    pub header_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            sequential: false,
+            graceful_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serve `listeners` until `stop` turns `true`, then drain (module docs).
+///
+/// Returns the number of connections still open when the graceful timeout
+/// ran out (they were aborted); 0 after a clean drain.
+pub async fn run(
+    listeners: &[TcpListener],
+    dispatch: Arc<Dispatch>,
+    mut stop: watch::Receiver<bool>,
+    options: RunOptions,
+) -> usize {
+    let mut connections = JoinSet::new();
+    loop {
+        if *stop.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {}
+            accepted = accept_any(listeners) => match accepted {
+                (index, Ok((stream, peer))) => {
+                    let task = serve_connection(
+                        stream, peer, index, dispatch.clone(), stop.clone(), options.header_timeout,
+                    );
+                    if options.sequential {
+                        task.await;
+                    } else {
+                        connections.spawn(task);
+                    }
+                }
+                (_, Err(err)) => accept_error(err).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(options.graceful_timeout, drain)
+        .await
+        .is_err()
+    {
+        let left = connections.len();
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        return left;
+    }
+    0
+}
+
+/// Accept on whichever listener has a connection ready.
+async fn accept_any(listeners: &[TcpListener]) -> (usize, io::Result<(TcpStream, SocketAddr)>) {
+    poll_fn(|cx| {
+        for (index, listener) in listeners.iter().enumerate() {
+            if let Poll::Ready(result) = listener.poll_accept(cx) {
+                return Poll::Ready((index, result));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Back off after an accept error: EMFILE and ENFILE clear when connections close.
+async fn accept_error(_err: io::Error) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    dispatch: Arc<Dispatch>,
+    mut stop: watch::Receiver<bool>,
+    header_timeout: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let dispatch = dispatch.clone();
+        async move { dispatch.handle(req, peer, listener).await }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
+    // 400/414/431 for a malformed head and closes without flushing it, so the
+    // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = stopped(&mut stop) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Resolves once the stop flag is `true`.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

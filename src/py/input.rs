@@ -1,0 +1,205 @@
+//! `wsgi.input`: the request body as a binary file-like object.
+//!
+//! PEP 3333 §"Input and Error Streams": `read(size)`, `readline()`,
+//! `readline(size)`, `readlines(hint)` and iteration, with EOF at the end of the
+//! body (Content-Length or chunked; `wsgi.input_terminated` is `True`).
+//!
+//! The body is pulled from hyper on demand, with the GIL released while the
+//! thread waits. Nothing is read before the application asks: for a request with
+//! `Expect: 100-continue`, the first read is what makes hyper send
+//! `100 Continue` (RFC 9110 §10.1.1), so an application that answers without
+//! reading never makes the client upload.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use pyo3::exceptions::{PyOSError, PyTimeoutError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use tokio::runtime::Handle;
+
+/// Longest wait for the next piece of a request body, in seconds.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `wsgi.input` object of one request.
+#[pyclass(module = "ferrule._ferrule")]
+#[derive(Debug)]
+pub struct Input {
+    body: Option<Incoming>,
+    buffer: BytesMut,
+    eof: bool,
+    runtime: Handle,
+    failure: Option<StatusCode>,
+}
+
+impl Input {
+    pub(crate) fn new(body: Incoming, runtime: Handle) -> Input {
+        use hyper::body::Body;
+        let eof = body.is_end_stream();
+        Input {
+            body: (!eof).then_some(body),
+            buffer: BytesMut::new(),
+            eof,
+            runtime,
+            failure: None,
+        }
+    }
+
+    /// Drop the body at the end of the request, so hyper can drain it or close.
+    pub(crate) fn finish(&mut self) {
+        self.body = None;
+        self.eof = true;
+    }
+
+    /// The status a failed body read calls for: 408 after a timeout, 400 for a
+    /// malformed or incomplete body. `None` if every read succeeded.
+    pub(crate) fn failure(&self) -> Option<StatusCode> {
+        self.failure
+    }
+
+    /// Pull the next data frame into the buffer; sets `eof` at the end.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(body) = self.body.as_mut() else {
+            self.eof = true;
+            return Ok(());
+        };
+        let runtime = &self.runtime;
+        let next = py.allow_threads(|| {
+            runtime.block_on(async { tokio::time::timeout(BODY_TIMEOUT, body.frame()).await })
+        });
+        match next {
+            Err(_) => {
+                self.failure = Some(StatusCode::REQUEST_TIMEOUT);
+                Err(PyTimeoutError::new_err(format!(
+                    "the client sent no request body data for {} s",
+                    BODY_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(None) => {
+                self.finish();
+                Ok(())
+            }
+            Ok(Some(Ok(frame))) => {
+                // Trailer fields are read and discarded: PEP 3333 has no place for them.
+                if let Ok(data) = frame.into_data() {
+                    self.buffer.extend_from_slice(&data);
+                }
+                Ok(())
+            }
+            Ok(Some(Err(err))) => {
+                self.finish();
+                self.failure = Some(StatusCode::BAD_REQUEST);
+                Err(PyOSError::new_err(format!(
+                    "reading the request body failed: {err}"
+                )))
+            }
+        }
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
+        let n = n.min(self.buffer.len());
+        let bytes = PyBytes::new(py, &self.buffer[..n]);
+        self.buffer.advance(n);
+        bytes
+    }
+
+    fn read_line<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut searched = 0;
+        loop {
+            let window = limit.map_or(self.buffer.len(), |l| l.min(self.buffer.len()));
+            if let Some(pos) = self.buffer[searched..window]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                return Ok(self.take(py, searched + pos + 1));
+            }
+            if limit.is_some_and(|l| self.buffer.len() >= l) || self.eof {
+                return Ok(self.take(py, window));
+            }
+            searched = window;
+            self.fill(py)?;
+        }
+    }
+}
+
+/// `None` and negative sizes mean "no limit", as in `io.RawIOBase`.
+fn limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl Input {
+    /// Read up to `size` bytes (all remaining when `size` is omitted, None or
+    /// negative); `b""` at the end of the body.
+    ///
+    /// :raises TimeoutError: the client sent nothing for 60 s.
+    /// :raises OSError: the client disconnected or sent a malformed body.
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        match limit(size) {
+            Some(n) => {
+                while self.buffer.len() < n && !self.eof {
+                    self.fill(py)?;
+                }
+                Ok(self.take(py, n))
+            }
+            None => {
+                while !self.eof {
+                    self.fill(py)?;
+                }
+                Ok(self.take(py, self.buffer.len()))
+            }
+        }
+    }
+
+    /// Read one line, including its `\n`, or at most `size` bytes of it.
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.read_line(py, limit(size))
+    }
+
+    /// Read lines until the end, or until `hint` bytes have been read.
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let lines = PyList::empty(py);
+        let hint = limit(hint).filter(|&h| h > 0);
+        let mut total = 0;
+        loop {
+            let line = self.read_line(py, None)?;
+            let len = line.as_bytes().len();
+            if len == 0 {
+                break;
+            }
+            lines.append(line)?;
+            total += len;
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.read_line(py, None)?;
+        Ok((!line.as_bytes().is_empty()).then_some(line))
+    }
+}

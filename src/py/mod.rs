@@ -1,0 +1,32 @@
+//! The pyo3 glue: the only module that names Python types.
+//!
+//! - [`server`]: the `Server` class (bind, serve, shutdown) and the CLI entry.
+//! - [`worker`]: Python threads that take [`crate::http::Job`]s and call the app.
+//! - [`environ`]: the per-listener template dict and per-request environ.
+//! - [`start_response`]: `start_response`, `write()` and sending the response.
+//! - [`input`]: `wsgi.input`, streaming the request body with the GIL released.
+//! - [`errors`]: `wsgi.errors` and the `ferrule.error` logger.
+//! - [`file_wrapper`]: serving `wsgi.file_wrapper` objects.
+
+mod cli;
+mod environ;
+mod errors;
+mod file_wrapper;
+mod input;
+mod server;
+mod start_response;
+mod worker;
+
+use pyo3::prelude::*;
+
+pub(crate) fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<server::Server>()?;
+    m.add_class::<file_wrapper::FileWrapper>()?;
+    m.add_class::<input::Input>()?;
+    m.add_class::<errors::ErrorStream>()?;
+    m.add_class::<start_response::StartResponse>()?;
+    m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(server::format_bind, m)?)?;
+    Ok(())
+}

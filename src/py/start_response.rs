@@ -1,0 +1,364 @@
+//! `start_response`, the `write()` callable, and sending the response to hyper.
+//!
+//! Theory of operation (PEP 3333 §"The start_response() Callable",
+//! §"Buffering and Streaming", §"Error Handling"):
+//!
+//! 1. `start_response(status, response_headers, exc_info=None)` validates its
+//!    arguments ([`ResponseHead::new`]) and stores the head; nothing is sent.
+//!    Called again without `exc_info` it raises; with `exc_info` it replaces the
+//!    head if none was sent, else re-raises `exc_info` ("the application must
+//!    not trap it").
+//! 2. The head goes out with the first non-empty body chunk, whether it comes
+//!    from `write()` or from the returned iterable, or at the end of an empty
+//!    body. Once sent it cannot change.
+//! 3. With an application `Content-Length`, at most that many bytes are sent
+//!    (extra bytes are dropped); fewer make the body end in an error, so hyper
+//!    closes the connection instead of leaving the client waiting. Without one,
+//!    a body known whole (a one-element list) gets one computed; otherwise
+//!    hyper uses chunked coding (HTTP/1.1) or closes the connection (HTTP/1.0).
+//! 4. An exception before the head was sent becomes a 500; after, the body ends
+//!    in an error and hyper aborts the connection: a client never mistakes a
+//!    truncated response for a complete one.
+//! 5. When the client goes away, sending fails; the caller stops iterating and
+//!    still calls `close()`.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
+use http::{Response, StatusCode};
+use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::errors;
+use crate::http::dispatch::error_response;
+use crate::http::{BodyError, ResponseBody};
+use crate::wsgi::status::ResponseHead;
+
+type Chunk = Result<Bytes, BodyError>;
+
+/// The `start_response` callable of one request; its `write` method is the
+/// PEP 3333 write callable.
+#[pyclass(module = "ferrule._ferrule")]
+#[derive(Debug)]
+pub struct StartResponse {
+    reply: Option<oneshot::Sender<Response<ResponseBody>>>,
+    stream: Option<mpsc::Sender<Chunk>>,
+    pending: Option<ResponseHead>,
+    sent: bool,
+    remaining: Option<u64>,
+    head_request: bool,
+    disconnected: bool,
+}
+
+impl StartResponse {
+    pub(crate) fn new(
+        reply: oneshot::Sender<Response<ResponseBody>>,
+        head_request: bool,
+    ) -> StartResponse {
+        StartResponse {
+            reply: Some(reply),
+            stream: None,
+            pending: None,
+            sent: false,
+            remaining: None,
+            head_request,
+            disconnected: false,
+        }
+    }
+
+    /// Whether the head has been sent.
+    pub(crate) fn sent(&self) -> bool {
+        self.sent
+    }
+
+    /// Whether the client went away while the response was being sent.
+    pub(crate) fn disconnected(&self) -> bool {
+        self.disconnected
+    }
+
+    /// Whether more body bytes would reach the client (false for HEAD, after a
+    /// disconnect, or once the declared Content-Length is complete).
+    pub(crate) fn wants_body(&self) -> bool {
+        !(self.disconnected || (self.sent && (self.head_request || self.remaining == Some(0))))
+    }
+
+    /// The application's declared Content-Length, if start_response was called.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        self.pending.as_ref().and_then(|h| h.content_length)
+    }
+
+    /// Send the head with `body`; `length` is set as Content-Length when the
+    /// application gave none.
+    fn commit(&mut self, body: ResponseBody, length: Option<u64>) -> PyResult<()> {
+        let Some(mut head) = self.pending.take() else {
+            return Err(PyRuntimeError::new_err(
+                "the application sent body data before calling start_response() (PEP 3333)",
+            ));
+        };
+        self.sent = true;
+        if head.content_length.is_none() {
+            if let Some(length) = length {
+                head.headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
+                head.content_length = Some(length);
+            }
+        }
+        // A whole body (Full or Empty) leaves nothing to send later.
+        self.remaining = match body {
+            ResponseBody::Stream(_) => head.content_length,
+            _ => Some(0),
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        if let Some(reason) = head.reason {
+            let reason: Vec<u8> = reason.chars().map(|c| c as u8).collect();
+            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+                response.extensions_mut().insert(reason);
+            }
+        }
+        if head.close {
+            head.headers
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        *response.headers_mut() = head.headers;
+        let reply = self.reply.take().expect("the head is sent once");
+        if reply.send(response).is_err() {
+            self.disconnected = true;
+        }
+        Ok(())
+    }
+
+    fn commit_stream(&mut self, length: Option<u64>) -> PyResult<()> {
+        let (tx, body) = ResponseBody::channel();
+        self.stream = Some(tx);
+        self.commit(body, length)
+    }
+
+    /// Hand `item` to the connection, waiting (GIL released) while it is full.
+    fn push(&mut self, py: Python<'_>, item: Chunk) {
+        let Some(tx) = &self.stream else { return };
+        let delivered = match tx.try_send(item) {
+            Ok(()) => true,
+            Err(TrySendError::Full(item)) => py.allow_threads(|| tx.blocking_send(item).is_ok()),
+            Err(TrySendError::Closed(_)) => false,
+        };
+        if !delivered {
+            self.disconnected = true;
+            self.stream = None;
+        }
+    }
+
+    /// Send one body chunk (rule 2 and 3 of the module docs).
+    pub(crate) fn send(&mut self, py: Python<'_>, mut data: Bytes) -> PyResult<()> {
+        if data.is_empty() || !self.wants_body() {
+            return Ok(());
+        }
+        if !self.sent {
+            self.commit_stream(None)?;
+            if !self.wants_body() {
+                return Ok(());
+            }
+        }
+        if let Some(remaining) = self.remaining.as_mut() {
+            let n = usize::try_from(*remaining)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            data.truncate(n);
+            *remaining -= n as u64;
+        }
+        self.push(py, Ok(data));
+        if self.remaining == Some(0) {
+            self.stream = None;
+        }
+        Ok(())
+    }
+
+    /// Send a whole body known before the head (the one-element list case).
+    pub(crate) fn send_whole(&mut self, py: Python<'_>, data: Bytes) -> PyResult<()> {
+        if self.sent {
+            return self.send(py, data);
+        }
+        let len = data.len() as u64;
+        match self.declared_length() {
+            Some(declared) if declared < len => self.commit(
+                ResponseBody::Full(Some(data.slice(..declared as usize))),
+                None,
+            ),
+            Some(declared) if declared > len => {
+                self.commit_stream(None)?;
+                self.send(py, data)
+            }
+            _ if len == 0 => self.commit(ResponseBody::Empty, Some(0)),
+            _ => self.commit(ResponseBody::Full(Some(data)), Some(len)),
+        }
+    }
+
+    /// Start a streamed body of exactly `length` bytes (a file's remainder).
+    pub(crate) fn start_sized_stream(&mut self, length: u64) -> PyResult<()> {
+        self.commit_stream(Some(length))
+    }
+
+    /// The channel of a streamed body and the bytes it may still carry, for
+    /// senders that run without the GIL (`wsgi.file_wrapper`).
+    pub(crate) fn raw_stream(&self) -> Option<(mpsc::Sender<Chunk>, u64)> {
+        if !self.wants_body() {
+            return None;
+        }
+        let tx = self.stream.clone()?;
+        Some((tx, self.remaining.unwrap_or(u64::MAX)))
+    }
+
+    /// Record that a raw sender delivered `sent` bytes and whether the client left.
+    pub(crate) fn raw_stream_done(&mut self, sent: u64, disconnected: bool) {
+        if let Some(remaining) = self.remaining.as_mut() {
+            *remaining = remaining.saturating_sub(sent);
+        }
+        if disconnected {
+            self.disconnected = true;
+            self.stream = None;
+        }
+    }
+
+    /// End a successful response (an empty body sends the head now).
+    pub(crate) fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        if !self.sent {
+            return match self.declared_length() {
+                Some(declared) if declared > 0 && !self.head_request => {
+                    self.commit_stream(None)?;
+                    self.finish(py)
+                }
+                _ => self.commit(ResponseBody::Empty, Some(0)),
+            };
+        }
+        if self.remaining.is_some_and(|r| r > 0) && !self.head_request {
+            let why = "the body was shorter than its Content-Length; closing the connection";
+            errors::log(py, "warning", why);
+            self.push(py, Err(BodyError(why.to_owned())));
+        }
+        self.stream = None;
+        Ok(())
+    }
+
+    /// End a failed response: `status` (500, or 400/408 for a bad request body)
+    /// if nothing was sent, else abort the connection (rule 4).
+    pub(crate) fn fail(&mut self, py: Python<'_>, status: StatusCode) {
+        if self.sent {
+            self.push(
+                py,
+                Err(BodyError("the application failed mid-response".to_owned())),
+            );
+            self.stream = None;
+        } else if let Some(reply) = self.reply.take() {
+            self.sent = true;
+            let message = match status {
+                StatusCode::BAD_REQUEST => "The request body is malformed or incomplete.",
+                StatusCode::REQUEST_TIMEOUT => "The request body did not arrive in time.",
+                _ => "Internal Server Error",
+            };
+            let _ = reply.send(error_response(status, message));
+        }
+    }
+}
+
+/// `str` → latin-1 bytes (PEP 3333: native strings hold code points < 256).
+fn latin1_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let text = value.downcast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a str, not {} (PEP 3333 native string)",
+            value
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    let text = text.to_cow()?;
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| {
+            PyValueError::new_err(format!(
+                "{what} {text:?} has characters outside latin-1: encode them (RFC 8187 / RFC 2047)"
+            ))
+        })
+}
+
+#[pymethods]
+impl StartResponse {
+    /// `start_response(status, response_headers, exc_info=None)` → `write`.
+    ///
+    /// :raises TypeError, ValueError: a bad status or header (the request becomes a 500).
+    /// :raises RuntimeError: called twice without ``exc_info``.
+    #[pyo3(signature = (status, response_headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        response_headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let this = slf.borrow();
+            match exc_info {
+                Some(exc_info) if this.sent => {
+                    let exc_info = exc_info.downcast::<PyTuple>()?;
+                    let value = exc_info.get_item(1)?;
+                    let value = value.call_method1("with_traceback", (exc_info.get_item(2)?,))?;
+                    return Err(PyErr::from_value(value));
+                }
+                None if this.pending.is_some() || this.sent => {
+                    return Err(PyRuntimeError::new_err(
+                        "start_response() called a second time without exc_info (PEP 3333)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let status = latin1_bytes(status, "status")?;
+        let mut fields = Vec::new();
+        for item in response_headers.try_iter()? {
+            let item = item?;
+            let pair = item
+                .downcast::<PyTuple>()
+                .ok()
+                .filter(|t| t.len() == 2)
+                .ok_or_else(|| {
+                    PyTypeError::new_err(format!(
+                        "response_headers items must be (name, value) tuples, got {item:?}"
+                    ))
+                })?;
+            let name = latin1_bytes(&pair.get_item(0)?, "header name")?;
+            let value = latin1_bytes(&pair.get_item(1)?, "header value")?;
+            fields.push((name, value));
+        }
+        let head = ResponseHead::new(&status, fields.iter().map(|(n, v)| (&n[..], &v[..])))
+            .map_err(|err| PyValueError::new_err(err.to_string()))?;
+        for warning in &head.warnings {
+            errors::log(py, "warning", warning);
+        }
+        slf.borrow_mut().pending = Some(head);
+        slf.getattr("write")
+    }
+
+    /// The PEP 3333 write callable: send `data` (bytes) at once.
+    ///
+    /// :raises TypeError: ``data`` is not bytes.
+    /// :raises ConnectionError: the client has disconnected.
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data.downcast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write() takes bytes, not {}: encode text first",
+                data.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        self.send(py, Bytes::copy_from_slice(data.as_bytes()))?;
+        if self.disconnected {
+            return Err(PyConnectionError::new_err("the client disconnected"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! Python threads that call the application.
+//!
+//! Each thread attaches to the interpreter once and keeps its thread state for
+//! its whole life; it releases the GIL only while it waits for the next
+//! [`Job`] or for the client. Per request it builds the environ, calls
+//! `app(environ, start_response)`, sends the body, and calls the iterable's
+//! `close()` exactly once, whatever happened (PEP 3333: "the server must call
+//! close() upon completion of the current request, whether the request was
+//! completed normally, or terminated early due to an application error").
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use tokio::runtime::Handle;
+
+use super::environ::{self, ListenerInfo};
+use super::errors;
+use super::file_wrapper::FileWrapper;
+use super::input::Input;
+use super::start_response::StartResponse;
+use crate::http::Job;
+
+/// What every worker thread shares.
+#[derive(Debug)]
+pub(crate) struct WorkerContext {
+    pub app: Py<PyAny>,
+    pub templates: Vec<Py<PyDict>>,
+    pub listeners: Vec<ListenerInfo>,
+    pub runtime: Handle,
+}
+
+/// Start `threads` worker threads taking jobs from `jobs`.
+///
+/// They exit when every sender of `jobs` is gone and the queue is empty.
+pub(crate) fn spawn(
+    context: Arc<WorkerContext>,
+    jobs: &crossbeam_channel::Receiver<Job>,
+    threads: u16,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    (0..threads)
+        .map(|n| {
+            let context = context.clone();
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("ferrule-app-{n}"))
+                .spawn(move || work(&context, &jobs))
+        })
+        .collect()
+}
+
+fn work(context: &WorkerContext, jobs: &crossbeam_channel::Receiver<Job>) {
+    Python::with_gil(|py| {
+        while let Ok(job) = py.allow_threads(|| jobs.recv()) {
+            handle(py, context, job);
+        }
+    });
+}
+
+/// Serve one request; never raises: every failure is logged and answered.
+fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
+    let Job {
+        parts,
+        body,
+        peer,
+        listener,
+        reply,
+    } = job;
+    let head_request = parts.method == Method::HEAD;
+    let start_response = match Bound::new(py, StartResponse::new(reply, head_request)) {
+        Ok(sr) => sr,
+        Err(err) => return errors::log_exception(py, "cannot create start_response", &err),
+    };
+    let input = match Bound::new(py, Input::new(body, context.runtime.clone())) {
+        Ok(input) => input,
+        Err(err) => {
+            errors::log_exception(py, "cannot create wsgi.input", &err);
+            return start_response
+                .borrow_mut()
+                .fail(py, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let info = &context.listeners[listener];
+    let outcome = environ::build(
+        py,
+        context.templates[listener].bind(py),
+        &parts,
+        peer,
+        &info.root_path,
+    )
+    .and_then(|env| {
+        env.set_item(intern!(py, "wsgi.input"), &input)?;
+        context.app.bind(py).call1((env, &start_response))
+    })
+    .and_then(|iterable| {
+        let sent = send_body(py, &start_response, &iterable);
+        let closed = close(py, &iterable);
+        sent.and(closed)
+    })
+    .and_then(|()| start_response.borrow_mut().finish(py));
+    if let Err(err) = outcome {
+        let mut sr = start_response.borrow_mut();
+        let (method, uri) = (&parts.method, &parts.uri);
+        let status = match input.borrow().failure() {
+            Some(status) => {
+                let why = format!("{method} {uri}: {status} while reading the request body: {err}");
+                errors::log(py, "info", &why);
+                status
+            }
+            None if sr.disconnected() => {
+                errors::log(py, "debug", &format!("{method} {uri}: client disconnected"));
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            None => {
+                let when = if sr.sent() {
+                    " (after the response started: closing the connection)"
+                } else {
+                    ""
+                };
+                errors::log_exception(
+                    py,
+                    &format!("Error handling request {method} {uri}{when}"),
+                    &err,
+                );
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        sr.fail(py, status);
+    }
+    input.borrow_mut().finish();
+}
+
+/// Call the iterable's `close()` if it has one.
+fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    if iterable.hasattr(intern!(py, "close"))? {
+        iterable.call_method0(intern!(py, "close"))?;
+    }
+    Ok(())
+}
+
+/// Send the application's iterable: fast paths for a one-element list or tuple
+/// of bytes and for a real file, else item by item.
+fn send_body(
+    py: Python<'_>,
+    start_response: &Bound<'_, StartResponse>,
+    iterable: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if let Some(only) = single_item(iterable) {
+        if let Ok(bytes) = only.downcast_into::<PyBytes>() {
+            let data = Bytes::from_owner(PyBackedBytes::from(bytes));
+            return start_response.borrow_mut().send_whole(py, data);
+        }
+    }
+    if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
+        let sent = start_response.borrow().sent();
+        if !sent {
+            if let Some(file) = wrapper.borrow().regular_file(py) {
+                return send_file(py, start_response, file);
+            }
+        }
+    }
+    for item in iterable.try_iter()? {
+        let item = item?;
+        let Ok(bytes) = item.downcast::<PyBytes>() else {
+            return Err(PyTypeError::new_err(format!(
+                "the application's iterable yielded {}, not bytes: return an iterable of \
+                 bytes (PEP 3333), e.g. [b'...'] or ['text'.encode('utf-8')]",
+                item.get_type().name()?
+            )));
+        };
+        let mut sr = start_response.borrow_mut();
+        sr.send(py, chunk(bytes))?;
+        if !sr.wants_body() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn single_item<'py>(iterable: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    if let Ok(list) = iterable.downcast::<PyList>() {
+        return (list.len() == 1).then(|| list.get_item(0).ok()).flatten();
+    }
+    if let Ok(tuple) = iterable.downcast::<PyTuple>() {
+        return (tuple.len() == 1).then(|| tuple.get_item(0).ok()).flatten();
+    }
+    None
+}
+
+/// Small chunks are copied; large ones are shared with the `bytes` object.
+fn chunk(bytes: &Bound<'_, PyBytes>) -> Bytes {
+    let data = bytes.as_bytes();
+    if data.len() <= 4096 {
+        Bytes::copy_from_slice(data)
+    } else {
+        Bytes::from_owner(PyBackedBytes::from(bytes.clone()))
+    }
+}
+
+fn send_file(
+    py: Python<'_>,
+    start_response: &Bound<'_, StartResponse>,
+    file: super::file_wrapper::OpenFile,
+) -> PyResult<()> {
+    let mut sr = start_response.borrow_mut();
+    let length = sr
+        .declared_length()
+        .map_or(file.length(), |d| d.min(file.length()));
+    sr.start_sized_stream(length)?;
+    let Some((tx, limit)) = sr.raw_stream() else {
+        return Ok(());
+    };
+    let result = py.allow_threads(|| file.send(&tx, limit));
+    drop(tx);
+    match result {
+        Ok((sent, disconnected)) => {
+            sr.raw_stream_done(sent, disconnected);
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}

@@ -1,0 +1,263 @@
+//! Validation of what an application passes to `start_response`.
+//!
+//! PEP 3333 §"The start_response() Callable": `status` is a string like
+//! `"200 OK"`; `response_headers` is a list of `(name, value)` tuples. Neither
+//! may contain control characters (PEP 3333 "must not contain control
+//! characters, including carriage returns or linefeeds"), so a malicious or
+//! buggy value can never split the response. A value that breaks these rules is
+//! the application's error: the server answers 500 and logs this error.
+//!
+//! Hop-by-hop fields (RFC 9110 §7.6.1) belong to the server: PEP 3333 forbids
+//! them in `response_headers`. `Connection: close` is honoured (the connection
+//! closes after the response); the others are dropped with a warning.
+
+use std::fmt;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
+use http::{HeaderMap, StatusCode};
+
+/// A validated response head, ready to become a hyper response.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// The status code (200–999).
+    pub status: StatusCode,
+    /// The reason phrase, when it differs from the code's canonical one.
+    pub reason: Option<String>,
+    /// The response fields, minus dropped hop-by-hop ones.
+    pub headers: HeaderMap,
+    /// The application's `Content-Length`, in bytes, if it sent one.
+    pub content_length: Option<u64>,
+    /// Whether the application asked for `Connection: close`.
+    pub close: bool,
+    /// One message per hop-by-hop field that was dropped, for the error log.
+    pub warnings: Vec<String>,
+}
+
+/// Why `start_response` arguments were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadError(String);
+
+impl fmt::Display for HeadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+impl ResponseHead {
+    /// Validate a status line and fields given as latin-1 bytes.
+    ///
+    /// `status` is `"NNN reason"` (the reason may be empty); each field name must
+    /// be a token (RFC 9110 §5.1) and each value free of CR, LF, NUL and other
+    /// control characters except HTAB (§5.5).
+    ///
+    /// # Errors
+    ///
+    /// A [`HeadError`] whose message quotes the offending status or field.
+    pub fn new<'a, I>(status: &[u8], headers: I) -> Result<ResponseHead, HeadError>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let (status, reason) = parse_status(status)?;
+        let mut head = ResponseHead {
+            status,
+            reason,
+            headers: HeaderMap::new(),
+            content_length: None,
+            close: false,
+            warnings: Vec::new(),
+        };
+        for (name, value) in headers {
+            head.add(name, value)?;
+        }
+        Ok(head)
+    }
+
+    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
+        let name = HeaderName::from_bytes(name).map_err(|_| {
+            HeadError(format!(
+                "response header name {:?} is not a valid field name (RFC 9110 §5.1 token)",
+                latin1(name)
+            ))
+        })?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| {
+            HeadError(format!(
+                "response header {name}: {:?} contains a control character (CR, LF, NUL, ...)",
+                latin1(value)
+            ))
+        })?;
+        if name == CONTENT_LENGTH {
+            let length = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    HeadError(format!("Content-Length {value:?} is not a number of bytes"))
+                })?;
+            if self.content_length.is_some_and(|old| old != length) {
+                return Err(HeadError("two different Content-Length headers".to_owned()));
+            }
+            if self.content_length.is_some() {
+                return Ok(());
+            }
+            self.content_length = Some(length);
+        } else if name == CONNECTION {
+            if value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            {
+                self.close = true;
+            }
+            return Ok(());
+        } else if is_hop_by_hop(&name) {
+            self.warnings.push(format!(
+                "dropped hop-by-hop response header {name:?} (PEP 3333: only the server sets it)"
+            ));
+            return Ok(());
+        }
+        self.headers.append(name, value);
+        Ok(())
+    }
+}
+
+/// Parse `"NNN reason"` into a status code and a non-canonical reason phrase.
+fn parse_status(status: &[u8]) -> Result<(StatusCode, Option<String>), HeadError> {
+    let bad = |why: &str| {
+        Err(HeadError(format!(
+            "status {:?} {why} (PEP 3333: a string like \"200 OK\")",
+            latin1(status)
+        )))
+    };
+    let (code, reason) = match status.get(3) {
+        None if status.len() == 3 => (status, &b""[..]),
+        Some(b' ') => (&status[..3], &status[4..]),
+        _ => return bad("does not start with a 3-digit code and a space"),
+    };
+    if !code.iter().all(u8::is_ascii_digit) {
+        return bad("does not start with a 3-digit code");
+    }
+    let Ok(code) = StatusCode::from_bytes(code) else {
+        return bad("has no valid code");
+    };
+    if code.is_informational() {
+        return bad("is informational (1xx): the server sends those itself");
+    }
+    if reason
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return bad("contains a control character");
+    }
+    let reason = latin1(reason);
+    let reason = (code.canonical_reason() != Some(reason.as_str())).then_some(reason);
+    Ok((code, reason))
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+    )
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: &str, headers: &[(&str, &str)]) -> Result<ResponseHead, HeadError> {
+        ResponseHead::new(
+            status.as_bytes(),
+            headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+        )
+    }
+
+    #[test]
+    fn statuses() {
+        let h = head("200 OK", &[]).unwrap();
+        assert_eq!((h.status.as_u16(), h.reason), (200, None));
+        let h = head("200 Fine", &[]).unwrap();
+        assert_eq!(h.reason.as_deref(), Some("Fine"));
+        assert_eq!(head("404", &[]).unwrap().status.as_u16(), 404);
+        assert_eq!(head("599 Custom", &[]).unwrap().status.as_u16(), 599);
+        for bad in [
+            "",
+            "OK",
+            "20 OK",
+            "2000 OK",
+            "abc OK",
+            "200OK",
+            "200 OK\r\nX: y",
+            "100 Go",
+        ] {
+            assert!(head(bad, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fields_cannot_split_the_response() {
+        assert!(head("200 OK", &[("X-A", "1\r\nSet-Cookie: x=1")]).is_err());
+        assert!(head("200 OK", &[("X-A", "1\n")]).is_err());
+        assert!(head("200 OK", &[("X-A", "a\0b")]).is_err());
+        assert!(head("200 OK", &[("X A", "1")]).is_err());
+        assert!(head("200 OK", &[("X:A", "1")]).is_err());
+        let err = head("200 OK", &[("X-A", "1\r\n")]).unwrap_err().to_string();
+        assert!(err.contains("x-a") && err.contains("control"), "{err}");
+    }
+
+    #[test]
+    fn latin1_values_and_tabs_pass() {
+        let value = "caf\u{e9}\tx";
+        let bytes: Vec<u8> = value.chars().map(|c| c as u8).collect();
+        let h = ResponseHead::new(b"200 OK", [(&b"X-A"[..], &bytes[..])]).unwrap();
+        assert_eq!(h.headers["x-a"].as_bytes(), b"caf\xe9\tx");
+    }
+
+    #[test]
+    fn content_length_and_connection() {
+        let h = head(
+            "200 OK",
+            &[("Content-Length", "12"), ("Connection", "Close")],
+        )
+        .unwrap();
+        assert_eq!(h.content_length, Some(12));
+        assert!(h.close);
+        assert!(h.headers.get("connection").is_none());
+        assert!(head("200 OK", &[("Content-Length", "-1")]).is_err());
+        assert!(head(
+            "200 OK",
+            &[("Content-Length", "1"), ("Content-Length", "2")]
+        )
+        .is_err());
+        let h = head(
+            "200 OK",
+            &[("Content-Length", "3"), ("Content-Length", "3")],
+        )
+        .unwrap();
+        assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+    }
+
+    #[test]
+    fn hop_by_hop_dropped_with_a_warning() {
+        let h = head(
+            "200 OK",
+            &[("Transfer-Encoding", "chunked"), ("Keep-Alive", "5")],
+        )
+        .unwrap();
+        assert!(h.headers.is_empty());
+        assert_eq!(h.warnings.len(), 2);
+        assert!(h.warnings[0].contains("transfer-encoding"));
+    }
+}

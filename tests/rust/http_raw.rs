@@ -1,0 +1,131 @@
+//! The HTTP layer over real TCP sockets, with a Rust stand-in for the
+//! application side: raw request bytes in, raw response bytes out.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use _ferrule::http::{self, Dispatch, Job, ResponseBody, RunOptions};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+/// A server on a free loopback port whose "application" echoes the method,
+/// path and body. Returns the port and the stop flag.
+fn start() -> (u16, tokio::sync::watch::Sender<bool>) {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = stop_tx.clone();
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        std::thread::spawn(move || {
+            while let Ok(job) = jobs_rx.recv() {
+                let body = handle.block_on(job.body.collect()).unwrap().to_bytes();
+                let text = format!("{} {} {}", job.parts.method, job.parts.uri, body.len());
+                let response = ::http::Response::new(ResponseBody::Full(Some(Bytes::from(text))));
+                let _ = job.reply.send(response);
+            }
+        });
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop));
+            http::run(&[listener], dispatch, stop_rx, RunOptions::default()).await;
+        });
+    });
+    (port, stop_tx)
+}
+
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (port, _stop) = start();
+    let reply = exchange(
+        port,
+        b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+          GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let one = reply.find("GET /one 0").expect(&reply);
+    let two = reply.find("POST /two 3").expect(&reply);
+    let three = reply.find("GET /three 0").expect(&reply);
+    assert!(one < two && two < three, "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200 OK").count(), 3, "{reply}");
+}
+
+#[test]
+fn http11_without_host_or_with_two_is_400() {
+    let (port, _stop) = start();
+    let reply = exchange(port, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = exchange(port, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn chunked_request_body_is_decoded() {
+    let (port, _stop) = start();
+    let reply = exchange(
+        port,
+        b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer-Field: x\r\n\r\n",
+    );
+    assert!(reply.contains("POST /c 5"), "{reply}");
+}
+
+#[test]
+fn malformed_heads_get_a_4xx() {
+    let (port, _stop) = start();
+    for (request, status) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n"[..],
+            "400",
+        ),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX : ab\r\n\r\n", "400"),
+        (b"GARBAGE\r\n\r\n", "400"),
+    ] {
+        let reply = exchange(port, request);
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?}: {reply:?}"
+        );
+    }
+}
+
+#[test]
+fn transfer_encoding_with_content_length_closes_after_one_response() {
+    // RFC 9112 §6.1: framed by Transfer-Encoding, then the connection MUST close,
+    // so the bytes after the chunked body never become a request.
+    let (port, _stop) = start();
+    let reply = exchange(
+        port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    assert!(
+        reply.contains("POST / 0") && !reply.contains("smuggled"),
+        "{reply}"
+    );
+}

@@ -1,0 +1,3 @@
+//! ferrule's Rust integration tests: one binary (STYLE.md rule 12).
+
+mod http_raw;
