@@ -14,6 +14,7 @@
 //!   response back. No Python here.
 //! - [`wsgi`]: the PEP 3333 rules that need no interpreter: environ entries from a
 //!   request head, status and header validation, response framing.
+//! - [`router`]: URL matching for `ferrule.routing` (matchit), plain Rust.
 //! - `py`: the only module that names pyo3 types: the `Server` class, the Python
 //!   threads that call the application, `start_response`, `wsgi.input`,
 //!   `wsgi.errors` and `wsgi.file_wrapper`.
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod http;
 mod py;
+pub mod router;
 pub mod wsgi;
 
 use pyo3::prelude::*;

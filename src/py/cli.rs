@@ -27,6 +27,8 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     };
     py.import("ferrule._logging")?
         .call_method1("configure_default", (args.log_level.python_name(),))?;
+    // Nothing is written to the current directory: no __pycache__ beside the app.
+    py.import("sys")?.setattr("dont_write_bytecode", true)?;
     let app = match load_app(py, &args) {
         Ok(app) => app,
         Err(message) => {

@@ -13,6 +13,7 @@ mod environ;
 mod errors;
 mod file_wrapper;
 mod input;
+mod router;
 mod server;
 mod start_response;
 mod worker;
@@ -28,5 +29,6 @@ pub(crate) fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<start_response::StartResponse>()?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(server::format_bind, m)?)?;
+    router::init(m)?;
     Ok(())
 }

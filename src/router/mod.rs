@@ -1,0 +1,1 @@
+//! URL routing for `ferrule.routing`, on matchit (placeholder: issue 6).
