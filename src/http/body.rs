@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Chunks in flight between the Python thread and the connection, per response.
 ///
@@ -16,9 +17,12 @@ pub const STREAM_CAPACITY: usize = 8;
 
 /// A response body: nothing, one buffer, or a stream of chunks from Python.
 ///
-/// A stream ends cleanly when its sender is dropped; an `Err` item makes hyper
-/// abort the connection, so a truncated response never looks complete (PEP 3333:
-/// an error after the headers were sent must not produce a second response).
+/// A stream ends cleanly when its sender is dropped. An `Err` item aborts the
+/// connection: the body stops producing (so hyper never writes a last-chunk
+/// that would make the truncated response look complete), hyper flushes what
+/// it already has, and the connection task, woken through `abort`, closes the
+/// socket (PEP 3333 §"Error Handling": after the headers were sent, the server
+/// cannot send another response).
 #[derive(Debug)]
 pub enum ResponseBody {
     /// No content (`Content-Length: 0`, or none for HEAD/204/304).
@@ -26,14 +30,27 @@ pub enum ResponseBody {
     /// The whole content in one buffer, known before the head is sent.
     Full(Option<Bytes>),
     /// Chunks sent by the application thread as it produces them.
-    Stream(mpsc::Receiver<Result<Bytes, BodyError>>),
+    Stream {
+        /// The chunks, or an error that aborts the connection.
+        chunks: mpsc::Receiver<Result<Bytes, BodyError>>,
+        /// Wakes the connection task to close the socket after an error.
+        abort: Arc<Notify>,
+        /// Set once an error arrived: the body then never completes.
+        aborted: bool,
+    },
 }
 
 impl ResponseBody {
-    /// A stream body and the sender that feeds it.
-    pub fn channel() -> (mpsc::Sender<Result<Bytes, BodyError>>, ResponseBody) {
-        let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
-        (tx, ResponseBody::Stream(rx))
+    /// A stream body and the sender that feeds it; `abort` is the
+    /// connection's (see [`crate::http::Job::abort`]).
+    pub fn channel(abort: Arc<Notify>) -> (mpsc::Sender<Result<Bytes, BodyError>>, ResponseBody) {
+        let (tx, chunks) = mpsc::channel(STREAM_CAPACITY);
+        let body = ResponseBody::Stream {
+            chunks,
+            abort,
+            aborted: false,
+        };
+        (tx, body)
     }
 }
 
@@ -48,9 +65,24 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Stream(rx) => rx
-                .poll_recv(cx)
-                .map(|item| item.map(|r| r.map(Frame::data))),
+            ResponseBody::Stream {
+                chunks,
+                abort,
+                aborted,
+            } => {
+                if *aborted {
+                    return Poll::Pending;
+                }
+                match ready!(chunks.poll_recv(cx)) {
+                    Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Some(Err(_)) => {
+                        *aborted = true;
+                        abort.notify_one();
+                        Poll::Pending
+                    }
+                    None => Poll::Ready(None),
+                }
+            }
         }
     }
 
@@ -62,7 +94,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Empty | ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
-            ResponseBody::Stream(_) => SizeHint::default(),
+            ResponseBody::Stream { .. } => SizeHint::default(),
         }
     }
 }

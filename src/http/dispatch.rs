@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, HOST};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use tokio::sync::{oneshot, watch};
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::ResponseBody;
 
@@ -26,6 +28,8 @@ pub struct Job {
     pub listener: usize,
     /// Where the application thread sends the response head and body.
     pub reply: oneshot::Sender<Response<ResponseBody>>,
+    /// The connection's abort signal, for [`ResponseBody::channel`].
+    pub abort: Arc<Notify>,
 }
 
 /// Shared state of the service: the job queue and the request budget.
@@ -62,6 +66,7 @@ impl Dispatch {
         req: Request<Incoming>,
         peer: SocketAddr,
         listener: usize,
+        abort: Arc<Notify>,
     ) -> Result<Response<ResponseBody>, Infallible> {
         // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
         // code to any HTTP/1.1 request message that lacks a Host header field and
@@ -86,6 +91,7 @@ impl Dispatch {
             peer,
             listener,
             reply,
+            abort,
         };
         if self.jobs.send(job).is_err() {
             return Ok(error_response(

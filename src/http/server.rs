@@ -13,7 +13,7 @@
 //!    [`RunOptions::graceful_timeout`] has passed since the stop (then the
 //!    remaining connections are aborted).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::Dispatch;
@@ -124,9 +124,12 @@ async fn serve_connection(
     header_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
+    let abort = Arc::new(Notify::new());
+    let aborted = abort.clone();
     let service = service_fn(move |req| {
         let dispatch = dispatch.clone();
-        async move { dispatch.handle(req, peer, listener).await }
+        let abort = abort.clone();
+        async move { dispatch.handle(req, peer, listener, abort).await }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -137,12 +140,27 @@ async fn serve_connection(
     // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        () = stopped(&mut stop) => {}
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = stopped(&mut stop), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = aborted.notified() => {
+                // A response body failed (see ResponseBody): one more poll lets
+                // hyper flush what it holds, then dropping the connection closes
+                // the socket without a clean end of the message.
+                poll_fn(|cx| {
+                    let _ = connection.as_mut().poll(cx);
+                    Poll::Ready(())
+                })
+                .await;
+                return;
+            }
+        }
     }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
 }
 
 /// Resolves once the stop flag is `true`.

@@ -32,7 +32,10 @@ pub(crate) fn log(py: Python<'_>, level: &str, message: &str) {
 pub(crate) fn log_exception(py: Python<'_>, message: &str, err: &PyErr) {
     let result = error_logger(py).and_then(|logger| {
         let kwargs = PyDict::new(py);
-        kwargs.set_item("exc_info", err.value(py))?;
+        // A (type, value, traceback) tuple: on Python 3.11 the value alone may
+        // not carry its __traceback__, and the log would lose the stack.
+        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+        kwargs.set_item("exc_info", exc_info)?;
         logger.call_method("error", (message,), Some(&kwargs))
     });
     if let Err(log_err) = result {

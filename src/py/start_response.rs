@@ -28,8 +28,10 @@ use http::{Response, StatusCode};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
+use std::sync::Arc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::errors;
 use crate::http::dispatch::error_response;
@@ -44,26 +46,30 @@ type Chunk = Result<Bytes, BodyError>;
 #[derive(Debug)]
 pub struct StartResponse {
     reply: Option<oneshot::Sender<Response<ResponseBody>>>,
+    abort: Arc<Notify>,
     stream: Option<mpsc::Sender<Chunk>>,
     pending: Option<ResponseHead>,
     sent: bool,
     remaining: Option<u64>,
-    head_request: bool,
+    /// HEAD request, or a 204/304 status: the head goes out, a body never does.
+    no_body: bool,
     disconnected: bool,
 }
 
 impl StartResponse {
     pub(crate) fn new(
         reply: oneshot::Sender<Response<ResponseBody>>,
-        head_request: bool,
+        abort: Arc<Notify>,
+        no_body: bool,
     ) -> StartResponse {
         StartResponse {
             reply: Some(reply),
+            abort,
             stream: None,
             pending: None,
             sent: false,
             remaining: None,
-            head_request,
+            no_body,
             disconnected: false,
         }
     }
@@ -81,7 +87,7 @@ impl StartResponse {
     /// Whether more body bytes would reach the client (false for HEAD, after a
     /// disconnect, or once the declared Content-Length is complete).
     pub(crate) fn wants_body(&self) -> bool {
-        !(self.disconnected || (self.sent && (self.head_request || self.remaining == Some(0))))
+        !(self.disconnected || (self.sent && (self.no_body || self.remaining == Some(0))))
     }
 
     /// The application's declared Content-Length, if start_response was called.
@@ -98,6 +104,22 @@ impl StartResponse {
             ));
         };
         self.sent = true;
+        // RFC 9110 §15.3.5, §15.4.5: 204 and 304 carry no content; a 204 has no
+        // Content-Length, and a 304's (the selected representation's) is kept.
+        let mut body = body;
+        let mut length = length;
+        if matches!(
+            head.status,
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        ) {
+            self.no_body = true;
+            body = ResponseBody::Empty;
+            length = None;
+            if head.status == StatusCode::NO_CONTENT {
+                head.headers.remove(CONTENT_LENGTH);
+                head.content_length = None;
+            }
+        }
         if head.content_length.is_none() {
             if let Some(length) = length {
                 head.headers
@@ -107,7 +129,7 @@ impl StartResponse {
         }
         // A whole body (Full or Empty) leaves nothing to send later.
         self.remaining = match body {
-            ResponseBody::Stream(_) => head.content_length,
+            ResponseBody::Stream { .. } if !self.no_body => head.content_length,
             _ => Some(0),
         };
         let mut response = Response::new(body);
@@ -131,7 +153,7 @@ impl StartResponse {
     }
 
     fn commit_stream(&mut self, length: Option<u64>) -> PyResult<()> {
-        let (tx, body) = ResponseBody::channel();
+        let (tx, body) = ResponseBody::channel(self.abort.clone());
         self.stream = Some(tx);
         self.commit(body, length)
     }
@@ -225,14 +247,14 @@ impl StartResponse {
     pub(crate) fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
         if !self.sent {
             return match self.declared_length() {
-                Some(declared) if declared > 0 && !self.head_request => {
+                Some(declared) if declared > 0 && !self.no_body => {
                     self.commit_stream(None)?;
                     self.finish(py)
                 }
                 _ => self.commit(ResponseBody::Empty, Some(0)),
             };
         }
-        if self.remaining.is_some_and(|r| r > 0) && !self.head_request {
+        if self.remaining.is_some_and(|r| r > 0) && !self.no_body {
             let why = "the body was shorter than its Content-Length; closing the connection";
             errors::log(py, "warning", why);
             self.push(py, Err(BodyError(why.to_owned())));

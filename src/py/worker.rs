@@ -71,9 +71,10 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
         peer,
         listener,
         reply,
+        abort,
     } = job;
     let head_request = parts.method == Method::HEAD;
-    let start_response = match Bound::new(py, StartResponse::new(reply, head_request)) {
+    let start_response = match Bound::new(py, StartResponse::new(reply, abort, head_request)) {
         Ok(sr) => sr,
         Err(err) => return errors::log_exception(py, "cannot create start_response", &err),
     };

@@ -6,7 +6,6 @@ import sys
 import textwrap
 
 import pytest
-
 from ferrule._loader import AppLoadError, load_app
 
 
