@@ -4,6 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+PY_DIRS := $(wildcard python tests examples benchmarks)
 
 .PHONY: help
 help: ## list the targets
@@ -21,8 +22,8 @@ build-dev: $(PY) ## create .venv, install test deps, build ferrule into it (rele
 .PHONY: format
 format: ## format Rust and Python sources
 	cargo fmt
-	$(VENV)/bin/ruff format python tests examples benchmarks
-	$(VENV)/bin/ruff check --fix python tests examples benchmarks
+	$(VENV)/bin/ruff format $(PY_DIRS)
+	$(VENV)/bin/ruff check --fix $(PY_DIRS)
 
 .PHONY: lint-rust
 lint-rust: ## cargo fmt --check and clippy -D warnings
@@ -31,8 +32,8 @@ lint-rust: ## cargo fmt --check and clippy -D warnings
 
 .PHONY: lint-python
 lint-python: $(PY) ## ruff check and ruff format --check
-	$(VENV)/bin/ruff check python tests examples benchmarks
-	$(VENV)/bin/ruff format --check python tests examples benchmarks
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 
 .PHONY: lint
 lint: lint-rust lint-python ## all linters

@@ -25,6 +25,7 @@ pub mod config;
 pub mod http;
 mod py;
 pub mod router;
+pub mod supervisor;
 pub mod wsgi;
 
 use pyo3::prelude::*;

@@ -30,7 +30,14 @@ pub struct Args {
     #[arg(short = 'b', long = "bind", value_name = "ADDRESS", value_parser = Bind::parse)]
     pub bind: Vec<Bind>,
 
-    /// Python threads that run the application (1 to 1024).
+    /// Worker processes (1 to 64), forked by a master that replaces any that die.
+    ///
+    /// Default is `$WEB_CONCURRENCY`, else 1.
+    #[arg(short = 'w', long, value_name = "N", env = "WEB_CONCURRENCY", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+
+    /// Python threads per worker that run the application (1 to 1024).
     ///
     /// One thread is the fastest path for CPU-bound apps; more threads let an app
     /// that waits on a database overlap its requests. Default is 1.
@@ -48,6 +55,43 @@ pub struct Args {
     #[arg(long)]
     pub factory: bool,
 
+    /// Seconds a request may run before its worker is killed and replaced; 0 disables.
+    ///
+    /// The log names the request (method, path, seconds). Default is 30.
+    #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+
+    /// Recycle a worker after it has served this many requests; 0 disables.
+    ///
+    /// The worker finishes its in-flight requests first. Default is 0.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// Add a random 0..=N to each worker's --max-requests, so workers do not
+    /// all recycle at once. Default is 0.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+
+    /// Import the application in the master, before forking workers.
+    ///
+    /// Workers share its memory copy-on-write; a reload (SIGHUP) then keeps the
+    /// old code. Default is off: each worker imports the application.
+    #[arg(long)]
+    pub preload: bool,
+
+    /// Pending connections the kernel queues per listener. Default is 2048.
+    #[arg(long, value_name = "N", default_value_t = 2048,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub backlog: i32,
+
+    /// Set SO_REUSEPORT on the listeners.
+    #[arg(long)]
+    pub reuse_port: bool,
+
+    /// Write the master's process id to this file (removed on exit).
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pidfile: Option<std::path::PathBuf>,
+
     /// Seconds that in-flight requests get to finish after SIGTERM or SIGINT.
     ///
     /// Default is 30.
@@ -60,12 +104,23 @@ pub struct Args {
 }
 
 impl Args {
-    /// The bind addresses, with the default `127.0.0.1:8000` when none was given.
-    pub fn binds(&self) -> Vec<Bind> {
-        if self.bind.is_empty() {
-            vec![Bind::parse("127.0.0.1:8000").expect("the default bind parses")]
-        } else {
-            self.bind.clone()
+    /// The bind addresses: `--bind`, else `0.0.0.0:$PORT` when `$PORT` is set
+    /// (as gunicorn and Heroku-style platforms do), else `127.0.0.1:8000`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming `$PORT` when it is not a port number.
+    pub fn binds(&self) -> Result<Vec<Bind>, String> {
+        if !self.bind.is_empty() {
+            return Ok(self.bind.clone());
+        }
+        match std::env::var("PORT") {
+            Ok(port) if !port.is_empty() => Bind::parse(&format!("0.0.0.0:{port}"))
+                .map(|b| vec![b])
+                .map_err(|e| format!("$PORT: {e}")),
+            _ => Ok(vec![
+                Bind::parse("127.0.0.1:8000").expect("the default bind parses")
+            ]),
         }
     }
 }
@@ -134,7 +189,8 @@ mod tests {
         assert_eq!(args.app, "m:app");
         assert_eq!(args.threads, 1);
         assert_eq!(args.root_path, "");
-        assert_eq!(args.binds()[0].addrs[0].to_string(), "127.0.0.1:8000");
+        assert_eq!(args.workers, 1);
+        assert!((args.timeout - 30.0).abs() < f64::EPSILON);
         assert_eq!(args.log_level, LogLevel::Info);
     }
 
@@ -142,13 +198,15 @@ mod tests {
     fn options_after_the_app_spec() {
         let args = parse(&["m:app", "--threads", "4", "-b", ":0", "--bind", "[::1]:0"]).unwrap();
         assert_eq!(args.threads, 4);
-        assert_eq!(args.binds().len(), 2);
+        assert_eq!(args.binds().unwrap().len(), 2);
     }
 
     #[test]
     fn bad_usage_exits_2() {
         for argv in [
             &["--threads", "0", "m:app"][..],
+            &["--workers", "0", "m:app"],
+            &["--timeout", "-1", "m:app"],
             &["--bind", "x:y", "m:app"],
             &["--root-path", "app", "m:app"],
             &[],

@@ -99,9 +99,16 @@ impl Dispatch {
                 "the server is shutting down",
             ));
         }
-        Ok(response.await.unwrap_or_else(|_| {
+        let mut response = response.await.unwrap_or_else(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }))
+        });
+        if *self.stop.borrow() {
+            // Stopping: this is the connection's last response (RFC 9112 §9.6).
+            response
+                .headers_mut()
+                .insert(CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        Ok(response)
     }
 }
 

@@ -38,6 +38,13 @@ pub struct RunOptions {
     pub graceful_timeout: Duration,
     /// How long a client may take to send a whole request head. Default is 10 s.
     pub header_timeout: Duration,
+    /// After the stop, how long a connection may still start a request before
+    /// it is closed when idle. Default is 0 (close idle connections at once).
+    ///
+    /// A client that sent its next request just as the server closed the
+    /// connection would see a reset: a window lets those requests in, each
+    /// answered with `Connection: close` (see [`Dispatch`]).
+    pub drain_window: Duration,
 }
 
 impl Default for RunOptions {
@@ -46,6 +53,7 @@ impl Default for RunOptions {
             sequential: false,
             graceful_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            drain_window: Duration::ZERO,
         }
     }
 }
@@ -70,9 +78,7 @@ pub async fn run(
             _ = stop.changed() => {}
             accepted = accept_any(listeners) => match accepted {
                 (index, Ok((stream, peer))) => {
-                    let task = serve_connection(
-                        stream, peer, index, dispatch.clone(), stop.clone(), options.header_timeout,
-                    );
+                    let task = serve_connection(stream, peer, index, dispatch.clone(), stop.clone(), &options);
                     if options.sequential {
                         task.await;
                     } else {
@@ -115,49 +121,59 @@ async fn accept_error(_err: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-async fn serve_connection(
+fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener: usize,
     dispatch: Arc<Dispatch>,
     mut stop: watch::Receiver<bool>,
-    header_timeout: Duration,
-) {
-    let _ = stream.set_nodelay(true);
-    let abort = Arc::new(Notify::new());
-    let aborted = abort.clone();
-    let service = service_fn(move |req| {
-        let dispatch = dispatch.clone();
-        let abort = abort.clone();
-        async move { dispatch.handle(req, peer, listener, abort).await }
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
-    // 400/414/431 for a malformed head and closes without flushing it, so the
-    // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            () = stopped(&mut stop), if !stopping => {
-                stopping = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            () = aborted.notified() => {
-                // A response body failed (see ResponseBody): one more poll lets
-                // hyper flush what it holds, then dropping the connection closes
-                // the socket without a clean end of the message.
-                poll_fn(|cx| {
-                    let _ = connection.as_mut().poll(cx);
-                    Poll::Ready(())
-                })
-                .await;
-                return;
+    options: &RunOptions,
+) -> impl Future<Output = ()> {
+    let drain_window = options.drain_window;
+    let header_timeout = options.header_timeout;
+    async move {
+        let _ = stream.set_nodelay(true);
+        let abort = Arc::new(Notify::new());
+        let aborted = abort.clone();
+        let service = service_fn(move |req| {
+            let dispatch = dispatch.clone();
+            let abort = abort.clone();
+            async move { dispatch.handle(req, peer, listener, abort).await }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
+        // 400/414/431 for a malformed head and closes without flushing it, so the
+        // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut stopping = false;
+        let drain = tokio::time::sleep(Duration::MAX.min(Duration::from_secs(86400 * 365)));
+        tokio::pin!(drain);
+        loop {
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = stopped(&mut stop), if !stopping => {
+                    stopping = true;
+                    drain.as_mut().reset(tokio::time::Instant::now() + drain_window);
+                }
+                () = drain.as_mut(), if stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    drain.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+                }
+                () = aborted.notified() => {
+                    // A response body failed (see ResponseBody): one more poll lets
+                    // hyper flush what it holds, then dropping the connection closes
+                    // the socket without a clean end of the message.
+                    poll_fn(|cx| {
+                        let _ = connection.as_mut().poll(cx);
+                        Poll::Ready(())
+                    })
+                    .await;
+                    return;
+                }
             }
         }
     }

@@ -1,19 +1,23 @@
-//! `ferrule [OPTIONS] MODULE:APP`: parse, load the application, bind, serve.
+//! `ferrule [OPTIONS] MODULE:APP`: parse, bind, fork workers, supervise.
 //!
 //! Exit statuses follow gunicorn: 0 after a clean stop, 1 when an address cannot
 //! be bound, 2 for bad usage (clap's), 4 when the application cannot be loaded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::server::Server;
+use super::errors;
+use super::server::{BindOptions, Server};
+use super::supervise::PySpawner;
 use crate::config::Args;
+use crate::supervisor::{self, MasterConfig, Scoreboard, APP_LOAD_ERROR};
 
-/// gunicorn's exit status for an application that cannot be loaded.
-const APP_LOAD_ERROR: i32 = 4;
+/// Worker records the scoreboard has room for beyond `--workers` (SIGTTIN).
+const EXTRA_WORKER_SLOTS: usize = 32;
 
 /// Run the command line `argv` (with the program name first); returns the exit status.
 #[pyfunction]
@@ -25,51 +29,106 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             return Ok(err.exit_code());
         }
     };
+    let binds = match args.binds() {
+        Ok(binds) => binds,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            return Ok(2);
+        }
+    };
     py.import("ferrule._logging")?
         .call_method1("configure_default", (args.log_level.python_name(),))?;
     // Nothing is written to the current directory: no __pycache__ beside the app.
     py.import("sys")?.setattr("dont_write_bytecode", true)?;
-    let app = match load_app(py, &args) {
-        Ok(app) => app,
-        Err(message) => {
-            eprintln!("Error: {message}");
-            return Ok(APP_LOAD_ERROR);
-        }
-    };
-    // Ctrl-C and SIGTERM are handled in Rust from here on; Python's own SIGINT
-    // handler would raise KeyboardInterrupt after the graceful stop.
+    // Signals are the master's (blocked, then waited for) and the workers'
+    // (tokio handlers); Python's SIGINT handler would raise KeyboardInterrupt.
     let signal = py.import("signal")?;
     signal.call_method1(
         "signal",
         (signal.getattr("SIGINT")?, signal.getattr("SIG_IGN")?),
     )?;
-    let server = match Server::bind(
-        py,
-        app,
-        &args.binds(),
-        args.threads,
-        args.root_path.clone(),
-        Duration::from_secs_f64(args.graceful_timeout),
-    ) {
+
+    let load = |py: Python<'_>| load_app(py, &args);
+    let preloaded = if args.preload {
+        match load(py) {
+            Ok(app) => Some(app),
+            Err(message) => {
+                eprintln!("Error: {message}");
+                return Ok(APP_LOAD_ERROR);
+            }
+        }
+    } else {
+        if let Err(code) = super::supervise::check_import(py, &load) {
+            return Ok(code);
+        }
+        None
+    };
+    let options = BindOptions {
+        threads: args.threads,
+        root_path: args.root_path.clone(),
+        graceful_timeout: Duration::from_secs_f64(args.graceful_timeout),
+        backlog: args.backlog,
+        reuse_port: args.reuse_port,
+    };
+    let placeholder = py.None();
+    let server = match Server::bind(py, placeholder, &binds, &options) {
         Ok(server) => server,
         Err(err) => {
             eprintln!("Error: {}", err.value(py));
             return Ok(1);
         }
     };
-    super::errors::log(
+    let is_preloaded = preloaded.is_some();
+    if let Some(app) = preloaded {
+        server.set_app_object(py, app);
+    }
+    if let Some(path) = &args.pidfile {
+        if let Err(err) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            eprintln!("Error: --pid {}: {err}", path.display());
+            return Ok(1);
+        }
+    }
+    errors::log(
         py,
         "info",
         &format!(
-            "Serving {} with {} thread(s) (ferrule {})",
+            "Serving {} with {} worker(s) x {} thread(s) (ferrule {})",
             args.app,
+            args.workers,
             args.threads,
             env!("CARGO_PKG_VERSION")
         ),
     );
-    server.run(py, None, true)?;
-    super::errors::log(py, "info", "Stopped");
-    Ok(0)
+    let workers = usize::from(args.workers);
+    let board = Arc::new(Scoreboard::new(
+        workers + EXTRA_WORKER_SLOTS,
+        usize::from(args.threads),
+    )?);
+    supervisor::signals::block()?;
+    let config = MasterConfig {
+        workers,
+        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        graceful_timeout: options.graceful_timeout,
+    };
+    let mut spawner = PySpawner {
+        py,
+        server: &server,
+        preloaded: is_preloaded,
+        load: &load,
+        board: board.clone(),
+        max_requests: args.max_requests,
+        max_requests_jitter: args.max_requests_jitter,
+    };
+    let code = supervisor::run(&config, &board, &mut spawner);
+    if let Some(path) = &args.pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+    errors::log(
+        py,
+        "info",
+        &format!("Shutting down: Master (exit status {code})"),
+    );
+    Ok(code)
 }
 
 /// Import the application; the error is the one-line message to print.

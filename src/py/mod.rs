@@ -16,6 +16,7 @@ mod input;
 mod router;
 mod server;
 mod start_response;
+mod supervise;
 mod worker;
 
 use pyo3::prelude::*;

@@ -1,14 +1,12 @@
 //! The `Server` class: bind listeners, serve until stopped, drain gracefully.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use tokio::net::TcpListener;
-use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use super::environ::{self, ListenerInfo};
@@ -16,9 +14,10 @@ use super::errors;
 use super::worker::{self, WorkerContext};
 use crate::config::Bind;
 use crate::http::{self, Dispatch, RunOptions};
+use crate::supervisor::Scoreboard;
 
 /// Pending connections the kernel queues per listener (`--backlog`).
-const BACKLOG: i32 = 2048;
+pub(crate) const BACKLOG: i32 = 2048;
 
 /// How often a server started from Python code lets Python run its signal
 /// handlers (Ctrl-C raises `KeyboardInterrupt` out of `serve()`).
@@ -35,13 +34,30 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Server {
     app: Mutex<Py<PyAny>>,
-    runtime: Runtime,
-    listeners: Mutex<Vec<TcpListener>>,
+    listeners: Mutex<Vec<std::net::TcpListener>>,
     addrs: Vec<SocketAddr>,
     threads: u16,
     root_path: String,
     graceful_timeout: Duration,
     stop: watch::Sender<bool>,
+}
+
+/// How one call of [`Server::run`] serves.
+#[derive(Debug, Default)]
+pub(crate) struct ServeMode {
+    /// Stop after this many requests (each connection's last response says
+    /// `Connection: close`).
+    pub max_requests: Option<u64>,
+    /// Serve one connection at a time (wsgiref's `handle_request()`).
+    pub sequential: bool,
+    /// Handle SIGTERM/SIGINT/SIGQUIT in Rust (the process belongs to ferrule);
+    /// otherwise let Python's handlers run (Ctrl-C raises KeyboardInterrupt).
+    pub handle_signals: bool,
+    /// After a stop, how long existing connections may still start a request
+    /// (answered with `Connection: close`) before idle ones are closed.
+    pub drain_window: Duration,
+    /// This worker's scoreboard record, under a master.
+    pub board: Option<(Arc<Scoreboard>, usize)>,
 }
 
 impl Server {
@@ -50,56 +66,85 @@ impl Server {
         py: Python<'_>,
         app: Py<PyAny>,
         binds: &[Bind],
-        threads: u16,
-        root_path: String,
-        graceful_timeout: Duration,
+        options: &BindOptions,
     ) -> PyResult<Server> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let mut listeners = Vec::with_capacity(binds.len());
-        let mut addrs = Vec::with_capacity(binds.len());
         for bind in binds {
             let addr = bind.addrs[0];
-            let std_listener = listen(addr).map_err(|err| {
+            let listener = listen(addr, options).map_err(|err| {
                 PyOSError::new_err((
                     err.raw_os_error().unwrap_or(0),
                     format!("cannot bind {} ({addr}): {err}", bind.spec),
                 ))
             })?;
-            let local = std_listener.local_addr()?;
-            let _guard = runtime.enter();
-            listeners.push(TcpListener::from_std(std_listener)?);
             errors::log(
                 py,
                 "info",
-                &format!("Listening at: http://{local} ({})", std::process::id()),
+                &format!(
+                    "Listening at: http://{} ({})",
+                    listener.local_addr()?,
+                    std::process::id()
+                ),
             );
-            addrs.push(local);
+            listeners.push(listener);
         }
+        Server::from_listeners(app, listeners, options)
+    }
+
+    /// A server on listeners that are already bound (a forked worker's).
+    pub(crate) fn from_listeners(
+        app: Py<PyAny>,
+        listeners: Vec<std::net::TcpListener>,
+        options: &BindOptions,
+    ) -> PyResult<Server> {
+        let addrs = listeners
+            .iter()
+            .map(std::net::TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Server {
             app: Mutex::new(app),
-            runtime,
             listeners: Mutex::new(listeners),
             addrs,
-            threads,
-            root_path,
-            graceful_timeout,
+            threads: options.threads,
+            root_path: options.root_path.clone(),
+            graceful_timeout: options.graceful_timeout,
             stop: watch::Sender::new(false),
         })
     }
 
-    /// Serve until stopped (module docs of [`crate::http::server`]).
-    pub(crate) fn run(
-        &self,
-        py: Python<'_>,
-        max_requests: Option<u64>,
-        handle_signals: bool,
-    ) -> PyResult<()> {
+    /// Replace the application (a worker that imported it after the fork).
+    pub(crate) fn set_app_object(&self, py: Python<'_>, app: Py<PyAny>) {
+        let old = std::mem::replace(&mut *self.app.lock().expect("app lock"), app);
+        drop(old.into_bound(py));
+    }
+
+    /// Duplicates of the listening sockets, for a worker to inherit or a run to use.
+    pub(crate) fn listeners(&self) -> std::io::Result<Vec<std::net::TcpListener>> {
         let listeners = self.listeners.lock().expect("listener lock");
+        listeners
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect()
+    }
+
+    /// Serve until stopped (module docs of [`crate::http::server`]).
+    pub(crate) fn run(&self, py: Python<'_>, mode: ServeMode) -> PyResult<()> {
+        let listeners = self.listeners()?;
         if listeners.is_empty() {
             return Err(PyRuntimeError::new_err("the server is closed"));
         }
+        // The runtime is built per run, after any fork: a worker must never
+        // share an epoll instance with its master.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listeners = {
+            let _guard = runtime.enter();
+            listeners
+                .into_iter()
+                .map(TcpListener::from_std)
+                .collect::<std::io::Result<Vec<_>>>()?
+        };
         let infos: Vec<ListenerInfo> = self
             .addrs
             .iter()
@@ -118,31 +163,39 @@ impl Server {
             app: self.app.lock().expect("app lock").clone_ref(py),
             templates,
             listeners: infos,
-            runtime: self.runtime.handle().clone(),
+            runtime: runtime.handle().clone(),
+            board: mode.board.clone(),
         });
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let workers = worker::spawn(context, &jobs_rx, self.threads)?;
         drop(jobs_rx);
-        let dispatch = Arc::new(Dispatch::new(jobs_tx, max_requests, self.stop.clone()));
+        let dispatch = Arc::new(Dispatch::new(jobs_tx, mode.max_requests, self.stop.clone()));
         let options = RunOptions {
-            sequential: max_requests.is_some(),
+            sequential: mode.sequential,
             graceful_timeout: self.graceful_timeout,
+            drain_window: mode.drain_window,
             ..RunOptions::default()
         };
         let stop = self.stop.subscribe();
         let listeners = &listeners[..];
+        let handle_signals = mode.handle_signals;
+        let mut immediate = false;
         let outcome = py.allow_threads(|| {
-            self.runtime.block_on(async {
+            runtime.block_on(async {
                 let run = http::run(listeners, dispatch, stop, options);
                 tokio::pin!(run);
+                if let Some((board, slot)) = mode.board.clone() {
+                    tokio::spawn(heartbeat(board, slot, self.stop.clone()));
+                }
                 let mut signals = Signals::new(handle_signals)?;
                 let mut interrupted = None;
                 loop {
                     tokio::select! {
                         aborted = &mut run => return Ok::<_, std::io::Error>((aborted, interrupted)),
                         name = signals.recv() => {
-                            if *self.stop.borrow() {
-                                Python::with_gil(|py| errors::log(py, "info", &format!("{name} again: stopping now")));
+                            if *self.stop.borrow() || name == "SIGQUIT" {
+                                Python::with_gil(|py| errors::log(py, "info", &format!("{name}: stopping now")));
+                                immediate = true;
                                 return Ok((0, interrupted));
                             }
                             Python::with_gil(|py| errors::log(py, "info", &format!("{name}: finishing in-flight requests, then stopping")));
@@ -151,6 +204,7 @@ impl Server {
                         _ = tokio::time::sleep(SIGNAL_CHECK), if !handle_signals => {
                             if let Err(err) = Python::with_gil(|py| py.check_signals()) {
                                 if interrupted.is_some() {
+                                    immediate = true;
                                     return Ok((0, interrupted));
                                 }
                                 interrupted = Some(err);
@@ -170,12 +224,49 @@ impl Server {
                 &format!("graceful timeout: aborted {aborted} connection(s) still in flight"),
             );
         }
-        join(py, workers, self.graceful_timeout);
+        // After an immediate stop, threads still inside the application are left
+        // behind (the process is about to exit); otherwise they finish.
+        let patience = if immediate {
+            Duration::ZERO
+        } else {
+            self.graceful_timeout
+        };
+        join(py, workers, patience);
         match interrupted {
             Some(err) => Err(err),
             None => Ok(()),
         }
     }
+}
+
+/// Stamp this worker's heartbeat every second; stop if the master is gone.
+async fn heartbeat(board: Arc<Scoreboard>, slot: usize, stop: watch::Sender<bool>) {
+    // SAFETY: getppid has no preconditions.
+    let master = unsafe { libc::getppid() };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        board.heartbeat(slot);
+        // SAFETY: as above.
+        if unsafe { libc::getppid() } != master {
+            stop.send_replace(true);
+        }
+    }
+}
+
+/// How listeners are bound and requests run, shared by the CLI and the class.
+#[derive(Debug, Clone)]
+pub(crate) struct BindOptions {
+    /// Python threads per process.
+    pub threads: u16,
+    /// `SCRIPT_NAME`.
+    pub root_path: String,
+    /// `--graceful-timeout`.
+    pub graceful_timeout: Duration,
+    /// `--backlog`.
+    pub backlog: i32,
+    /// `--reuse-port`.
+    pub reuse_port: bool,
 }
 
 /// Wait for the worker threads, at most `timeout` (an app stuck in a call is left).
@@ -230,16 +321,19 @@ impl Signals {
     }
 }
 
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn listen(addr: SocketAddr, options: &BindOptions) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(options.backlog)?;
     Ok(socket.into())
 }
 
@@ -270,7 +364,14 @@ impl Server {
             crate::config::cli::parse_root_path(&root_path).map_err(PyValueError::new_err)?;
         let graceful_timeout = Duration::try_from_secs_f64(graceful_timeout)
             .map_err(|_| PyValueError::new_err("graceful_timeout must be 0 or more seconds"))?;
-        Server::bind(py, app, &binds, threads, root_path, graceful_timeout)
+        let options = BindOptions {
+            threads,
+            root_path,
+            graceful_timeout,
+            backlog: BACKLOG,
+            reuse_port: false,
+        };
+        Server::bind(py, app, &binds, &options)
     }
 
     /// Serve until `shutdown()` (or, with `max_requests`, that many requests).
@@ -279,7 +380,12 @@ impl Server {
     /// and re-raises `KeyboardInterrupt`.
     #[pyo3(signature = (max_requests = None))]
     fn serve(&self, py: Python<'_>, max_requests: Option<u64>) -> PyResult<()> {
-        self.run(py, max_requests, false)
+        let mode = ServeMode {
+            max_requests,
+            sequential: max_requests.is_some(),
+            ..ServeMode::default()
+        };
+        self.run(py, mode)
     }
 
     /// Ask a running `serve()` to stop after its in-flight requests; thread-safe.
@@ -299,6 +405,7 @@ impl Server {
 
     /// The first listener's file descriptor.
     fn fileno(&self) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
         let listeners = self.listeners.lock().expect("listener lock");
         listeners
             .first()

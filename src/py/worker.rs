@@ -26,6 +26,7 @@ use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::start_response::StartResponse;
 use crate::http::Job;
+use crate::supervisor::Scoreboard;
 
 /// What every worker thread shares.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub(crate) struct WorkerContext {
     pub templates: Vec<Py<PyDict>>,
     pub listeners: Vec<ListenerInfo>,
     pub runtime: Handle,
+    /// This worker's scoreboard record, under a master: threads mark the
+    /// request they run, so `--timeout` can find and name it.
+    pub board: Option<(Arc<Scoreboard>, usize)>,
 }
 
 /// Start `threads` worker threads taking jobs from `jobs`.
@@ -50,15 +54,22 @@ pub(crate) fn spawn(
             let jobs = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("ferrule-app-{n}"))
-                .spawn(move || work(&context, &jobs))
+                .spawn(move || work(&context, &jobs, usize::from(n)))
         })
         .collect()
 }
 
-fn work(context: &WorkerContext, jobs: &crossbeam_channel::Receiver<Job>) {
+fn work(context: &WorkerContext, jobs: &crossbeam_channel::Receiver<Job>, thread: usize) {
     Python::with_gil(|py| {
         while let Ok(job) = py.allow_threads(|| jobs.recv()) {
-            handle(py, context, job);
+            if let Some((board, slot)) = &context.board {
+                let label = format!("{} {}", job.parts.method, job.parts.uri);
+                board.begin(*slot, thread, label.as_bytes());
+                handle(py, context, job);
+                board.end(*slot, thread);
+            } else {
+                handle(py, context, job);
+            }
         }
     });
 }

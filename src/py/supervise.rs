@@ -1,0 +1,206 @@
+//! Forking workers from a Python process, and what a worker does.
+//!
+//! The master holds the GIL while it forks, and tells the interpreter about the
+//! fork (`PyOS_BeforeFork`, `PyOS_AfterFork_Parent`/`_Child`), as `os.fork()`
+//! does, so locks held by other threads and `os.register_at_fork` hooks (the
+//! `logging` module's among them) are set right in the child.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::errors;
+use super::server::{ServeMode, Server};
+use crate::supervisor::{self, Level, Scoreboard, Spawn, APP_LOAD_ERROR};
+
+/// How long a stopping worker keeps letting idle connections start a request.
+const DRAIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// Forks workers that serve `server`'s listeners.
+pub(crate) struct PySpawner<'a, 'py> {
+    pub py: Python<'py>,
+    pub server: &'a Server,
+    /// The application, when `--preload` imported it in the master.
+    pub preloaded: bool,
+    /// Imports the application in a worker (`Err` is the one-line message).
+    pub load: &'a dyn Fn(Python<'py>) -> Result<Py<PyAny>, String>,
+    pub board: Arc<Scoreboard>,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+}
+
+impl Spawn for PySpawner<'_, '_> {
+    fn spawn(&mut self, slot: usize) -> std::io::Result<libc::pid_t> {
+        // SAFETY: called with the GIL held (we hold `py`), as these require.
+        unsafe { ffi::PyOS_BeforeFork() };
+        // SAFETY: the master has no other threads of its own (supervisor docs).
+        let pid = unsafe { libc::fork() };
+        if pid != 0 {
+            // SAFETY: as above, in the parent.
+            unsafe { ffi::PyOS_AfterFork_Parent() };
+            return if pid < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(pid)
+            };
+        }
+        // SAFETY: in the child, right after fork, with the GIL.
+        unsafe { ffi::PyOS_AfterFork_Child() };
+        let code = self.worker(slot);
+        let _ = self
+            .py
+            .import("logging")
+            .and_then(|l| l.call_method0("shutdown"));
+        let _ = self.py.import("sys").and_then(|sys| {
+            sys.getattr("stdout")?.call_method0("flush")?;
+            sys.getattr("stderr")?.call_method0("flush")
+        });
+        // SAFETY: the worker is done; leave without unwinding into the master's frames.
+        unsafe { libc::_exit(code) }
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        let level = match level {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        };
+        errors::log(self.py, level, message);
+    }
+
+    fn reopen_logs(&mut self) {
+        reopen_logs(self.py);
+    }
+}
+
+impl PySpawner<'_, '_> {
+    /// The worker's life after the fork; returns its exit status.
+    fn worker(&self, slot: usize) -> i32 {
+        let py = self.py;
+        if let Err(err) = supervisor::signals::unblock() {
+            errors::log(
+                py,
+                "error",
+                &format!("worker cannot unblock signals: {err}"),
+            );
+            return 1;
+        }
+        if !self.preloaded {
+            match (self.load)(py) {
+                Ok(app) => self.server.set_app_object(py, app),
+                Err(message) => {
+                    eprintln!("Error: {message}");
+                    return APP_LOAD_ERROR;
+                }
+            }
+        }
+        let max_requests =
+            (self.max_requests > 0).then(|| self.max_requests + jitter(self.max_requests_jitter));
+        let mode = ServeMode {
+            max_requests,
+            sequential: false,
+            handle_signals: true,
+            drain_window: DRAIN_WINDOW,
+            board: Some((self.board.clone(), slot)),
+        };
+        match self.server.run(py, mode) {
+            Ok(()) => 0,
+            Err(err) => {
+                errors::log_exception(py, "worker failed", &err);
+                1
+            }
+        }
+    }
+}
+
+/// Import the application in a throwaway child process, before anything is bound.
+///
+/// Without `--preload` the workers import the application after the master has
+/// bound its listeners; this trial makes a mistake fail fast instead, with its
+/// one-line message and exit status 4, and no socket ever bound. The child
+/// prints the message itself; `Err` carries the exit status to use.
+pub(crate) fn check_import(
+    py: Python<'_>,
+    load: &dyn Fn(Python<'_>) -> Result<Py<PyAny>, String>,
+) -> Result<(), i32> {
+    // SAFETY: as in `PySpawner::spawn`.
+    unsafe { ffi::PyOS_BeforeFork() };
+    // SAFETY: the master has no threads of its own yet.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child, right after fork, with the GIL.
+        unsafe { ffi::PyOS_AfterFork_Child() };
+        let code = match load(py) {
+            Ok(_) => 0,
+            Err(message) => {
+                eprintln!("Error: {message}");
+                APP_LOAD_ERROR
+            }
+        };
+        // SAFETY: the trial is over; skip the interpreter's teardown.
+        unsafe { libc::_exit(code) }
+    }
+    // SAFETY: in the parent, with the GIL.
+    unsafe { ffi::PyOS_AfterFork_Parent() };
+    if pid < 0 {
+        eprintln!(
+            "Error: cannot fork to check the application: {}",
+            std::io::Error::last_os_error()
+        );
+        return Err(1);
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; the GIL is released meanwhile.
+    let waited = py.allow_threads(|| unsafe { libc::waitpid(pid, &mut status, 0) });
+    if waited != pid {
+        return Err(1);
+    }
+    if libc::WIFEXITED(status) {
+        return match libc::WEXITSTATUS(status) {
+            0 => Ok(()),
+            code => Err(code),
+        };
+    }
+    eprintln!(
+        "Error: importing the application crashed the process (signal {})",
+        libc::WTERMSIG(status)
+    );
+    Err(APP_LOAD_ERROR)
+}
+
+/// A random number in `0..=max`, from the pid and the clock (no crate needed
+/// for spreading restarts).
+fn jitter(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ supervisor::scoreboard::now_ms().wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    seed % (max + 1)
+}
+
+/// SIGUSR1: reopen every `logging.FileHandler` of the `ferrule` loggers.
+pub(crate) fn reopen_logs(py: Python<'_>) {
+    let result: PyResult<()> = (|| {
+        let logging = py.import("logging")?;
+        let file_handler = logging.getattr("FileHandler")?;
+        for name in ["ferrule", "ferrule.error", "ferrule.access"] {
+            let logger = logging.call_method1("getLogger", (name,))?;
+            for handler in logger.getattr("handlers")?.try_iter()? {
+                let handler = handler?;
+                if handler.is_instance(&file_handler)? {
+                    handler.call_method0("acquire")?;
+                    handler.call_method0("close")?;
+                    handler.setattr("stream", handler.call_method0("_open")?)?;
+                    handler.call_method0("release")?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(err) = result {
+        errors::log_exception(py, "reopening log files failed", &err);
+    }
+}
