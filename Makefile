@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-PY_DIRS := $(wildcard python tests examples benchmarks)
+PY_DIRS := $(wildcard python tests examples benchmarks scripts)
 
 .PHONY: help
 help: ## list the targets
@@ -24,6 +24,10 @@ format: ## format Rust and Python sources
 	cargo fmt
 	$(VENV)/bin/ruff format $(PY_DIRS)
 	$(VENV)/bin/ruff check --fix $(PY_DIRS)
+
+.PHONY: docs
+docs: build-dev ## regenerate the README's option table from the CLI definition
+	$(PY) scripts/update_readme_options.py README.md
 
 .PHONY: lint-rust
 lint-rust: ## cargo fmt --check and clippy -D warnings

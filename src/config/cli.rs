@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(value_name = "MODULE:APP")]
     pub app: String,
 
-    /// Address to listen on: HOST:PORT, [IPv6]:PORT or :PORT. Repeatable.
+    /// Address to listen on: `HOST:PORT`, `[IPv6]:PORT` or `:PORT`. Repeatable.
     ///
     /// Default is `127.0.0.1:8000`.
     #[arg(short = 'b', long = "bind", value_name = "ADDRESS", value_parser = Bind::parse)]
@@ -33,7 +33,7 @@ pub struct Args {
     /// Worker processes (1 to 64), forked by a master that replaces any that die.
     ///
     /// Default is `$WEB_CONCURRENCY`, else 1.
-    #[arg(short = 'w', long, value_name = "N", env = "WEB_CONCURRENCY", default_value_t = 1,
+    #[arg(short = 'w', long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
 
@@ -88,6 +88,28 @@ pub struct Args {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// Change to DIR before loading the application.
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<std::path::PathBuf>,
+
+    /// Set an environment variable for the application: KEY=VALUE. Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+
+    /// File mode creation mask of the server processes, in octal (e.g. 027).
+    #[arg(long, value_name = "MASK", value_parser = parse_umask)]
+    pub umask: Option<u32>,
+
+    /// Run the workers as this user (name or uid); the master keeps its own.
+    ///
+    /// Needs the master to run as root.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run the workers with this group (name or gid).
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: Option<String>,
+
     /// Write the master's process id to this file (removed on exit).
     #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pub pidfile: Option<std::path::PathBuf>,
@@ -98,9 +120,48 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
     pub graceful_timeout: f64,
 
+    /// Write one line per request to FILE (`-` for stdout). Default is off.
+    #[arg(long, value_name = "FILE")]
+    pub access_logfile: Option<String>,
+
+    /// Access log line format, with gunicorn's atoms (`%(h)s`, `%(r)s`,
+    /// `%({header}i)s`, ...). Default is gunicorn's:
+    /// `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"`.
+    #[arg(long, value_name = "FORMAT", default_value = crate::wsgi::access_log::DEFAULT_FORMAT,
+          value_parser = parse_access_format)]
+    pub access_logformat: String,
+
+    /// Write access log lines as JSON objects with the same fields, keyed by atom.
+    #[arg(long)]
+    pub access_log_json: bool,
+
+    /// Write the error log to FILE (`-` for stderr). Default is stderr.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub error_logfile: String,
+
+    /// Configure logging from FILE instead: `logging.config.fileConfig` for an
+    /// INI file, `dictConfig` for a `.json` file. The loggers are
+    /// `ferrule.error` and `ferrule.access`.
+    #[arg(long, value_name = "FILE")]
+    pub log_config: Option<std::path::PathBuf>,
+
     /// Lowest level of messages written to the error log. Default is `info`.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+
+    /// Read options from a TOML file (keys are option names: `workers = 4`).
+    ///
+    /// Precedence: file < `FERRULE_*` environment variables < command line.
+    #[arg(short = 'c', long, value_name = "FILE", env = "FERRULE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Print the resolved configuration, with where each value came from, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Check the configuration and that the application imports, then exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
@@ -166,6 +227,24 @@ pub fn parse_root_path(value: &str) -> Result<String, String> {
         return Err(format!("{value:?} must start with '/', e.g. /app"));
     }
     Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn parse_env_pair(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, val)) if !key.is_empty() => Ok((key.to_owned(), val.to_owned())),
+        _ => Err(format!("{value:?} is not KEY=VALUE")),
+    }
+}
+
+fn parse_umask(value: &str) -> Result<u32, String> {
+    u32::from_str_radix(value.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{value:?} is not an octal mask from 0 to 777"))
+}
+
+fn parse_access_format(value: &str) -> Result<String, String> {
+    crate::wsgi::access_log::AccessFormat::parse(value).map(|_| value.to_owned())
 }
 
 fn parse_seconds(value: &str) -> Result<f64, String> {

@@ -5,6 +5,7 @@
 
 pub mod bind;
 pub mod cli;
+pub mod sources;
 
 pub use bind::Bind;
 pub use cli::Args;

@@ -30,6 +30,8 @@ pub struct Job {
     pub reply: oneshot::Sender<Response<ResponseBody>>,
     /// The connection's abort signal, for [`ResponseBody::channel`].
     pub abort: Arc<Notify>,
+    /// When the request head was received (access log request time).
+    pub received: std::time::Instant,
 }
 
 /// Shared state of the service: the job queue and the request budget.
@@ -92,6 +94,7 @@ impl Dispatch {
             listener,
             reply,
             abort,
+            received: std::time::Instant::now(),
         };
         if self.jobs.send(job).is_err() {
             return Ok(error_response(

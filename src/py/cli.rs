@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::errors;
 use super::server::{BindOptions, Server};
-use super::supervise::PySpawner;
-use crate::config::Args;
+use super::supervise::{Identity, PySpawner};
+use super::worker::AccessLog;
+use crate::config::{sources, Args};
 use crate::supervisor::{self, MasterConfig, Scoreboard, APP_LOAD_ERROR};
+use crate::wsgi::access_log::AccessFormat;
 
 /// Worker records the scoreboard has room for beyond `--workers` (SIGTTIN).
 const EXTRA_WORKER_SLOTS: usize = 32;
@@ -22,11 +23,39 @@ const EXTRA_WORKER_SLOTS: usize = 32;
 /// Run the command line `argv` (with the program name first); returns the exit status.
 #[pyfunction]
 pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
-    let args = match Args::try_parse_from(&argv) {
-        Ok(args) => args,
+    let resolved = match sources::parse(&argv) {
+        Ok(resolved) => resolved,
         Err(err) => {
             let _ = err.print();
             return Ok(err.exit_code());
+        }
+    };
+    if resolved.args.print_config {
+        let stdout = py.import("sys")?.getattr("stdout")?;
+        stdout.call_method1("write", (sources::render(&resolved),))?;
+        stdout.call_method0("flush")?;
+        return Ok(0);
+    }
+    let args = resolved.args;
+    if let Some(dir) = &args.chdir {
+        if let Err(err) = std::env::set_current_dir(dir) {
+            eprintln!("Error: --chdir {}: {err}", dir.display());
+            return Ok(2);
+        }
+    }
+    if let Some(mask) = args.umask {
+        // SAFETY: umask has no preconditions.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+    let environ = py.import("os")?.getattr("environ")?;
+    for (key, value) in &args.env {
+        environ.set_item(key, value)?;
+    }
+    let identity = match Identity::resolve(args.user.as_deref(), args.group.as_deref()) {
+        Ok(identity) => identity,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            return Ok(2);
         }
     };
     let binds = match args.binds() {
@@ -36,8 +65,18 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             return Ok(2);
         }
     };
-    py.import("ferrule._logging")?
-        .call_method1("configure_default", (args.log_level.python_name(),))?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("error_logfile", &args.error_logfile)?;
+    kwargs.set_item("access_logfile", &args.access_logfile)?;
+    kwargs.set_item("log_config", &args.log_config)?;
+    if let Err(err) = py.import("ferrule._logging")?.call_method(
+        "configure",
+        (args.log_level.python_name(),),
+        Some(&kwargs),
+    ) {
+        eprintln!("Error: {}", err.value(py));
+        return Ok(2);
+    }
     // Nothing is written to the current directory: no __pycache__ beside the app.
     py.import("sys")?.setattr("dont_write_bytecode", true)?;
     // Signals are the master's (blocked, then waited for) and the workers'
@@ -63,12 +102,26 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         }
         None
     };
+    if args.check_config {
+        eprintln!(
+            "Configuration OK: {} imports and every option is valid",
+            args.app
+        );
+        return Ok(0);
+    }
     let options = BindOptions {
         threads: args.threads,
         root_path: args.root_path.clone(),
         graceful_timeout: Duration::from_secs_f64(args.graceful_timeout),
         backlog: args.backlog,
         reuse_port: args.reuse_port,
+        access: args.access_logfile.as_ref().map(|_| {
+            Arc::new(AccessLog {
+                format: AccessFormat::parse(&args.access_logformat)
+                    .expect("validated by the parser"),
+                json: args.access_log_json,
+            })
+        }),
     };
     let placeholder = py.None();
     let server = match Server::bind(py, placeholder, &binds, &options) {
@@ -118,6 +171,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         board: board.clone(),
         max_requests: args.max_requests,
         max_requests_jitter: args.max_requests_jitter,
+        identity,
     };
     let code = supervisor::run(&config, &board, &mut spawner);
     if let Some(path) = &args.pidfile {
@@ -151,4 +205,10 @@ fn load_app(py: Python<'_>, args: &Args) -> Result<Py<PyAny>, String> {
             }
         }
     }
+}
+
+/// The README's table of options (markdown), generated from the clap definition.
+#[pyfunction]
+pub(crate) fn options_markdown() -> String {
+    sources::options_markdown()
 }

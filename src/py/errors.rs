@@ -18,6 +18,22 @@ pub(crate) fn error_logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         .map(|logger| logger.bind(py))
 }
 
+static ACCESS_LOGGER: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+
+/// Write one access log line to the `ferrule.access` logger, at INFO.
+pub(crate) fn log_access(py: Python<'_>, line: &str) {
+    let logger = ACCESS_LOGGER.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import("logging")?
+                .call_method1("getLogger", ("ferrule.access",))?
+                .unbind(),
+        )
+    });
+    if let Err(err) = logger.and_then(|l| l.bind(py).call_method1("info", (line,))) {
+        err.print(py);
+    }
+}
+
 /// Log `message` at `level` (`"info"`, `"warning"`, `"error"`) on `ferrule.error`.
 ///
 /// Logging must never take the server down: a failing handler is reported to

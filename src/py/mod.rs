@@ -17,7 +17,7 @@ mod router;
 mod server;
 mod start_response;
 mod supervise;
-mod worker;
+pub(crate) mod worker;
 
 use pyo3::prelude::*;
 
@@ -29,6 +29,7 @@ pub(crate) fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<errors::ErrorStream>()?;
     m.add_class::<start_response::StartResponse>()?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::options_markdown, m)?)?;
     m.add_function(wrap_pyfunction!(server::format_bind, m)?)?;
     router::init(m)?;
     Ok(())

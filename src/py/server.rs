@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::environ::{self, ListenerInfo};
 use super::errors;
-use super::worker::{self, WorkerContext};
+use super::worker::{self, AccessLog, WorkerContext};
 use crate::config::Bind;
 use crate::http::{self, Dispatch, RunOptions};
 use crate::supervisor::Scoreboard;
@@ -39,6 +39,7 @@ pub struct Server {
     threads: u16,
     root_path: String,
     graceful_timeout: Duration,
+    access: Option<Arc<AccessLog>>,
     stop: watch::Sender<bool>,
 }
 
@@ -108,6 +109,7 @@ impl Server {
             threads: options.threads,
             root_path: options.root_path.clone(),
             graceful_timeout: options.graceful_timeout,
+            access: options.access.clone(),
             stop: watch::Sender::new(false),
         })
     }
@@ -165,6 +167,7 @@ impl Server {
             listeners: infos,
             runtime: runtime.handle().clone(),
             board: mode.board.clone(),
+            access: self.access.clone(),
         });
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let workers = worker::spawn(context, &jobs_rx, self.threads)?;
@@ -193,10 +196,18 @@ impl Server {
                     tokio::select! {
                         aborted = &mut run => return Ok::<_, std::io::Error>((aborted, interrupted)),
                         name = signals.recv() => {
-                            if *self.stop.borrow() || name == "SIGQUIT" {
+                            // Under a master, only QUIT is immediate: a Ctrl-C in a
+                            // terminal reaches the worker directly *and* through
+                            // the master, and must not drop in-flight requests.
+                            // The master escalates a repeated signal to QUIT.
+                            let stopping = *self.stop.borrow();
+                            if name == "SIGQUIT" || (stopping && mode.board.is_none()) {
                                 Python::with_gil(|py| errors::log(py, "info", &format!("{name}: stopping now")));
                                 immediate = true;
                                 return Ok((0, interrupted));
+                            }
+                            if stopping {
+                                continue;
                             }
                             Python::with_gil(|py| errors::log(py, "info", &format!("{name}: finishing in-flight requests, then stopping")));
                             self.stop.send_replace(true);
@@ -267,6 +278,8 @@ pub(crate) struct BindOptions {
     pub backlog: i32,
     /// `--reuse-port`.
     pub reuse_port: bool,
+    /// `--access-logfile` and its format; `None` logs no requests.
+    pub access: Option<Arc<AccessLog>>,
 }
 
 /// Wait for the worker threads, at most `timeout` (an app stuck in a call is left).
@@ -370,6 +383,7 @@ impl Server {
             graceful_timeout,
             backlog: BACKLOG,
             reuse_port: false,
+            access: None,
         };
         Server::bind(py, app, &binds, &options)
     }

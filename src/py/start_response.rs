@@ -54,6 +54,11 @@ pub struct StartResponse {
     /// HEAD request, or a 204/304 status: the head goes out, a body never does.
     no_body: bool,
     disconnected: bool,
+    /// Status and fields as sent, kept only for the access log.
+    sent_head: Option<(u16, http::HeaderMap)>,
+    keep_head: bool,
+    /// Body bytes handed to the connection.
+    bytes_sent: u64,
 }
 
 impl StartResponse {
@@ -71,6 +76,22 @@ impl StartResponse {
             remaining: None,
             no_body,
             disconnected: false,
+            sent_head: None,
+            keep_head: false,
+            bytes_sent: 0,
+        }
+    }
+
+    /// Keep a copy of the head as sent, for [`StartResponse::access`].
+    pub(crate) fn keep_head_for_log(&mut self) {
+        self.keep_head = true;
+    }
+
+    /// Status, fields and body bytes as sent (status 0 if nothing was sent).
+    pub(crate) fn access(&self) -> (u16, Option<&http::HeaderMap>, u64) {
+        match &self.sent_head {
+            Some((status, headers)) => (*status, Some(headers), self.bytes_sent),
+            None => (0, None, self.bytes_sent),
         }
     }
 
@@ -144,6 +165,12 @@ impl StartResponse {
             head.headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        if let ResponseBody::Full(Some(data)) = response.body() {
+            self.bytes_sent = data.len() as u64;
+        }
+        if self.keep_head {
+            self.sent_head = Some((head.status.as_u16(), head.headers.clone()));
+        }
         *response.headers_mut() = head.headers;
         let reply = self.reply.take().expect("the head is sent once");
         if reply.send(response).is_err() {
@@ -190,6 +217,7 @@ impl StartResponse {
             data.truncate(n);
             *remaining -= n as u64;
         }
+        self.bytes_sent += data.len() as u64;
         self.push(py, Ok(data));
         if self.remaining == Some(0) {
             self.stream = None;
@@ -234,6 +262,7 @@ impl StartResponse {
 
     /// Record that a raw sender delivered `sent` bytes and whether the client left.
     pub(crate) fn raw_stream_done(&mut self, sent: u64, disconnected: bool) {
+        self.bytes_sent += sent;
         if let Some(remaining) = self.remaining.as_mut() {
             *remaining = remaining.saturating_sub(sent);
         }
@@ -279,7 +308,14 @@ impl StartResponse {
                 StatusCode::REQUEST_TIMEOUT => "The request body did not arrive in time.",
                 _ => "Internal Server Error",
             };
-            let _ = reply.send(error_response(status, message));
+            let response = error_response(status, message);
+            if self.keep_head {
+                self.sent_head = Some((status.as_u16(), response.headers().clone()));
+            }
+            if let ResponseBody::Full(Some(data)) = response.body() {
+                self.bytes_sent = data.len() as u64;
+            }
+            let _ = reply.send(response);
         }
     }
 }

@@ -29,6 +29,75 @@ pub(crate) struct PySpawner<'a, 'py> {
     pub board: Arc<Scoreboard>,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--user`/`--group`: who the workers run as.
+    pub identity: Identity,
+}
+
+/// The user and group workers switch to after the fork (`--user`, `--group`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Identity {
+    uid: Option<libc::uid_t>,
+    gid: Option<libc::gid_t>,
+}
+
+impl Identity {
+    /// Resolve names or numeric ids.
+    ///
+    /// # Errors
+    ///
+    /// A one-line message naming the unknown user or group.
+    pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Identity, String> {
+        let uid = user
+            .map(|u| {
+                u.parse::<libc::uid_t>().or_else(|_| {
+                    let name =
+                        std::ffi::CString::new(u).map_err(|_| format!("--user {u:?}: invalid"))?;
+                    // SAFETY: getpwnam with a valid C string; the result is read at once.
+                    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+                    if pw.is_null() {
+                        Err(format!("--user {u:?}: no such user"))
+                    } else {
+                        // SAFETY: non-null entry from getpwnam.
+                        Ok(unsafe { (*pw).pw_uid })
+                    }
+                })
+            })
+            .transpose()?;
+        let gid = group
+            .map(|g| {
+                g.parse::<libc::gid_t>().or_else(|_| {
+                    let name =
+                        std::ffi::CString::new(g).map_err(|_| format!("--group {g:?}: invalid"))?;
+                    // SAFETY: getgrnam with a valid C string; the result is read at once.
+                    let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+                    if gr.is_null() {
+                        Err(format!("--group {g:?}: no such group"))
+                    } else {
+                        // SAFETY: non-null entry from getgrnam.
+                        Ok(unsafe { (*gr).gr_gid })
+                    }
+                })
+            })
+            .transpose()?;
+        Ok(Identity { uid, gid })
+    }
+
+    /// Switch the calling process: group first, while it still may.
+    fn apply(self) -> std::io::Result<()> {
+        if let Some(gid) = self.gid {
+            // SAFETY: plain system calls on this process.
+            if unsafe { libc::setgroups(1, &gid) } != 0 || unsafe { libc::setgid(gid) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if let Some(uid) = self.uid {
+            // SAFETY: as above.
+            if unsafe { libc::setuid(uid) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Spawn for PySpawner<'_, '_> {
@@ -84,6 +153,14 @@ impl PySpawner<'_, '_> {
                 py,
                 "error",
                 &format!("worker cannot unblock signals: {err}"),
+            );
+            return 1;
+        }
+        if let Err(err) = self.identity.apply() {
+            errors::log(
+                py,
+                "error",
+                &format!("worker cannot switch --user/--group: {err}"),
             );
             return 1;
         }

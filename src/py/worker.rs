@@ -27,6 +27,7 @@ use super::input::Input;
 use super::start_response::StartResponse;
 use crate::http::Job;
 use crate::supervisor::Scoreboard;
+use crate::wsgi::access_log::{clf_now, AccessFormat, AccessRecord};
 
 /// What every worker thread shares.
 #[derive(Debug)]
@@ -35,9 +36,63 @@ pub(crate) struct WorkerContext {
     pub templates: Vec<Py<PyDict>>,
     pub listeners: Vec<ListenerInfo>,
     pub runtime: Handle,
+    /// The access log, when `--access-logfile` is set.
+    pub access: Option<Arc<AccessLog>>,
     /// This worker's scoreboard record, under a master: threads mark the
     /// request they run, so `--timeout` can find and name it.
     pub board: Option<(Arc<Scoreboard>, usize)>,
+}
+
+/// `--access-logformat`, rendered to the `ferrule.access` logger.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    pub format: AccessFormat,
+    /// One JSON object per line instead of the text format.
+    pub json: bool,
+}
+
+impl AccessLog {
+    fn log(
+        &self,
+        py: Python<'_>,
+        parts: &http::request::Parts,
+        peer: std::net::SocketAddr,
+        start_response: &StartResponse,
+        received: std::time::Instant,
+        environ: Option<&Bound<'_, PyDict>>,
+    ) {
+        let (status, headers, bytes) = start_response.access();
+        if status == 0 {
+            return; // the client left before any response: nothing was served
+        }
+        let empty = http::HeaderMap::new();
+        let remote = peer.ip().to_string();
+        let time = clf_now();
+        let record = AccessRecord {
+            remote: &remote,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            protocol: crate::wsgi::environ::protocol(parts.version),
+            request_headers: &parts.headers,
+            status,
+            response_headers: headers.unwrap_or(&empty),
+            bytes,
+            elapsed: received.elapsed(),
+            time: &time,
+            pid: std::process::id(),
+        };
+        let lookup = |key: &str| -> Option<String> {
+            let value = environ?.get_item(key).ok()??;
+            value.str().ok().map(|s| s.to_string())
+        };
+        let line = if self.json {
+            self.format.json(&record, &lookup)
+        } else {
+            self.format.line(&record, &lookup)
+        };
+        errors::log_access(py, &line);
+    }
 }
 
 /// Start `threads` worker threads taking jobs from `jobs`.
@@ -83,12 +138,16 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
         listener,
         reply,
         abort,
+        received,
     } = job;
     let head_request = parts.method == Method::HEAD;
     let start_response = match Bound::new(py, StartResponse::new(reply, abort, head_request)) {
         Ok(sr) => sr,
         Err(err) => return errors::log_exception(py, "cannot create start_response", &err),
     };
+    if context.access.is_some() {
+        start_response.borrow_mut().keep_head_for_log();
+    }
     let input = match Bound::new(py, Input::new(body, context.runtime.clone())) {
         Ok(input) => input,
         Err(err) => {
@@ -99,6 +158,7 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
         }
     };
     let info = &context.listeners[listener];
+    let mut environ = None;
     let outcome = environ::build(
         py,
         context.templates[listener].bind(py),
@@ -108,7 +168,9 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
     )
     .and_then(|env| {
         env.set_item(intern!(py, "wsgi.input"), &input)?;
-        context.app.bind(py).call1((env, &start_response))
+        let result = context.app.bind(py).call1((&env, &start_response));
+        environ = Some(env);
+        result
     })
     .and_then(|iterable| {
         let sent = send_body(py, &start_response, &iterable);
@@ -146,6 +208,16 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
         sr.fail(py, status);
     }
     input.borrow_mut().finish();
+    if let Some(access) = &context.access {
+        access.log(
+            py,
+            &parts,
+            peer,
+            &start_response.borrow(),
+            received,
+            environ.as_ref(),
+        );
+    }
 }
 
 /// Call the iterable's `close()` if it has one.

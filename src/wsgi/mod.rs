@@ -4,5 +4,6 @@
 //! Python: [`environ`] computes the per-request CGI variables from a request
 //! head, and [`status`] validates what an application passes to `start_response`.
 
+pub mod access_log;
 pub mod environ;
 pub mod status;

@@ -1,3 +1,4 @@
 //! ferrule's Rust integration tests: one binary (STYLE.md rule 12).
 
 mod http_raw;
+mod router;
