@@ -114,6 +114,55 @@ pub struct Args {
     #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pub pidfile: Option<std::path::PathBuf>,
 
+    /// Most bytes in a request line; 0 means unlimited (up to 64 KiB). 414 beyond.
+    ///
+    /// Default is 4094, as in gunicorn.
+    #[arg(long, value_name = "BYTES", default_value_t = 4094)]
+    pub limit_request_line: usize,
+
+    /// Most header fields in a request; 0 means unlimited. 431 beyond.
+    ///
+    /// Default is 100, as in gunicorn.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=32768))]
+    pub limit_request_fields: usize,
+
+    /// Most bytes in one header field line; 0 means unlimited. 431 beyond.
+    ///
+    /// gunicorn spells it `--limit-request-field_size`; both work. Default is 8190.
+    #[arg(
+        long,
+        alias = "limit-request-field_size",
+        value_name = "BYTES",
+        default_value_t = 8190
+    )]
+    pub limit_request_field_size: usize,
+
+    /// Most bytes in a request body; 0 means unlimited. 413 beyond.
+    ///
+    /// Checked on Content-Length before the body is read, and on chunked bodies
+    /// as they arrive. Default is 1073741824 (1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub limit_request_body: u64,
+
+    /// Proxies trusted to set the client address and scheme: IPs, CIDRs, `*`, `unix`.
+    ///
+    /// From those peers only, `X-Forwarded-For` sets REMOTE_ADDR and
+    /// `X-Forwarded-Proto` sets wsgi.url_scheme. Default is empty: nobody.
+    #[arg(long, value_name = "LIST", default_value = "",
+          value_parser = crate::config::forwarded::TrustedProxies::parse)]
+    pub forwarded_allow_ips: crate::config::forwarded::TrustedProxies,
+
+    /// Seconds a client has to send a whole request head (slowloris). Default is 10.
+    ///
+    /// It also bounds how long an idle keep-alive connection stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_positive_seconds)]
+    pub header_timeout: f64,
+
+    /// Longest wait, in seconds, for the next piece of a request body. Default is 60.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_positive_seconds)]
+    pub body_timeout: f64,
+
     /// Seconds that in-flight requests get to finish after SIGTERM or SIGINT.
     ///
     /// Default is 30.
@@ -245,6 +294,13 @@ fn parse_umask(value: &str) -> Result<u32, String> {
 
 fn parse_access_format(value: &str) -> Result<String, String> {
     crate::wsgi::access_log::AccessFormat::parse(value).map(|_| value.to_owned())
+}
+
+fn parse_positive_seconds(value: &str) -> Result<f64, String> {
+    match parse_seconds(value)? {
+        secs if secs > 0.0 => Ok(secs),
+        _ => Err(format!("{value:?} must be more than 0 seconds")),
+    }
 }
 
 fn parse_seconds(value: &str) -> Result<f64, String> {

@@ -5,6 +5,7 @@
 
 pub mod bind;
 pub mod cli;
+pub mod forwarded;
 pub mod sources;
 
 pub use bind::Bind;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::ResponseBody;
+use super::{Limits, ResponseBody};
 
 /// One request waiting for a Python thread.
 #[derive(Debug)]
@@ -41,6 +41,7 @@ pub struct Dispatch {
     served: AtomicU64,
     max_requests: Option<u64>,
     stop: watch::Sender<bool>,
+    limits: Limits,
 }
 
 impl Dispatch {
@@ -53,12 +54,14 @@ impl Dispatch {
         jobs: crossbeam_channel::Sender<Job>,
         max_requests: Option<u64>,
         stop: watch::Sender<bool>,
+        limits: Limits,
     ) -> Dispatch {
         Dispatch {
             jobs,
             served: AtomicU64::new(0),
             max_requests,
             stop,
+            limits,
         }
     }
 
@@ -80,12 +83,20 @@ impl Dispatch {
                 "HTTP/1.1 requests need exactly one Host field (RFC 9112 section 3.2)",
             ));
         }
+        let (parts, body) = req.into_parts();
+        let length = hyper::body::Body::size_hint(&body).exact();
+        let checked = self.limits.check_head(&parts).and_then(|()| match length {
+            Some(length) => self.limits.check_body_length(length),
+            None => Ok(()),
+        });
+        if let Err(refused) = checked {
+            return Ok(error_response(refused.status, &refused.message));
+        }
         if let Some(max) = self.max_requests {
             if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
                 self.stop.send_replace(true);
             }
         }
-        let (parts, body) = req.into_parts();
         let (reply, response) = oneshot::channel();
         let job = Job {
             parts,

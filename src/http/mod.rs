@@ -7,8 +7,10 @@
 
 pub mod body;
 pub mod dispatch;
+pub mod limits;
 pub mod server;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{Dispatch, Job};
+pub use limits::Limits;
 pub use server::{run, RunOptions};

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::Dispatch;
+use super::{Dispatch, Limits};
 
 /// How [`run`] serves.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct RunOptions {
     /// connection would see a reset: a window lets those requests in, each
     /// answered with `Connection: close` (see [`Dispatch`]).
     pub drain_window: Duration,
+    /// Head size limits hyper enforces while parsing (see [`Limits`]).
+    pub limits: Limits,
 }
 
 impl Default for RunOptions {
@@ -54,6 +56,7 @@ impl Default for RunOptions {
             graceful_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             drain_window: Duration::ZERO,
+            limits: Limits::default(),
         }
     }
 }
@@ -131,6 +134,7 @@ fn serve_connection(
 ) -> impl Future<Output = ()> {
     let drain_window = options.drain_window;
     let header_timeout = options.header_timeout;
+    let limits = options.limits;
     async move {
         let _ = stream.set_nodelay(true);
         let abort = Arc::new(Notify::new());
@@ -143,7 +147,9 @@ fn serve_connection(
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
+            .header_read_timeout(header_timeout)
+            .max_headers(limits.hyper_max_headers())
+            .max_buf_size(limits.head_buffer());
         // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
         // 400/414/431 for a malformed head and closes without flushing it, so the
         // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).

@@ -14,6 +14,7 @@ use super::server::{BindOptions, Server};
 use super::supervise::{Identity, PySpawner};
 use super::worker::AccessLog;
 use crate::config::{sources, Args};
+use crate::http::Limits;
 use crate::supervisor::{self, MasterConfig, Scoreboard, APP_LOAD_ERROR};
 use crate::wsgi::access_log::AccessFormat;
 
@@ -115,6 +116,15 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         graceful_timeout: Duration::from_secs_f64(args.graceful_timeout),
         backlog: args.backlog,
         reuse_port: args.reuse_port,
+        limits: Limits {
+            request_line: args.limit_request_line,
+            fields: args.limit_request_fields,
+            field_size: args.limit_request_field_size,
+            body: args.limit_request_body,
+        },
+        trusted: Arc::new(args.forwarded_allow_ips.clone()),
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        body_timeout: Duration::from_secs_f64(args.body_timeout),
         access: args.access_logfile.as_ref().map(|_| {
             Arc::new(AccessLog {
                 format: AccessFormat::parse(&args.access_logformat)

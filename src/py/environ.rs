@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -16,6 +17,7 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
+use crate::config::forwarded::{forwarded_client, TrustedProxies};
 use crate::wsgi::environ::RequestVars;
 
 /// What the template of one listener is built from.
@@ -29,6 +31,8 @@ pub(crate) struct ListenerInfo {
     pub url_scheme: &'static str,
     /// `wsgi.multithread`: more than one Python thread calls the application.
     pub multithread: bool,
+    /// `--forwarded-allow-ips`.
+    pub trusted: Arc<TrustedProxies>,
 }
 
 /// The constant part of every environ on one listener.
@@ -71,8 +75,9 @@ pub(crate) fn build<'py>(
     template: &Bound<'py, PyDict>,
     parts: &http::request::Parts,
     peer: SocketAddr,
-    root_path: &str,
+    info: &ListenerInfo,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let (root_path, trusted) = (&info.root_path, &info.trusted);
     let env = template.copy()?;
     let vars = RequestVars::new(parts, root_path);
     env.set_item(
@@ -93,6 +98,9 @@ pub(crate) fn build<'py>(
     }
     env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
     env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+    if !trusted.is_empty() && trusted.trusts(Some(peer.ip())) {
+        apply_forwarded(py, &env, parts)?;
+    }
     for (key, value) in &vars.fields {
         // Only the names of the static table are interned: interned strings are
         // immortal in CPython 3.12+, and a client chooses the other names.
@@ -103,6 +111,34 @@ pub(crate) fn build<'py>(
         env.set_item(key, latin1(py, value)?)?;
     }
     Ok(env)
+}
+
+/// A trusted proxy's `X-Forwarded-For` and `X-Forwarded-Proto` (see
+/// [`crate::config::forwarded`]).
+fn apply_forwarded(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    parts: &http::request::Parts,
+) -> PyResult<()> {
+    if let Some(value) = parts.headers.get("x-forwarded-for") {
+        if let Some(client) = forwarded_client(value.as_bytes()) {
+            env.set_item(intern!(py, "REMOTE_ADDR"), client)?;
+            env.set_item(intern!(py, "REMOTE_PORT"), "0")?;
+        }
+    }
+    if let Some(value) = parts.headers.get("x-forwarded-proto") {
+        let last = value
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .unwrap_or_default();
+        match last.trim_ascii().to_ascii_lowercase().as_slice() {
+            b"https" => env.set_item(intern!(py, "wsgi.url_scheme"), "https")?,
+            b"http" => env.set_item(intern!(py, "wsgi.url_scheme"), "http")?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn intern_method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {

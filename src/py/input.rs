@@ -21,9 +21,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::runtime::Handle;
 
-/// Longest wait for the next piece of a request body, in seconds.
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The `wsgi.input` object of one request.
 #[pyclass(module = "ferrule._ferrule")]
 #[derive(Debug)]
@@ -33,10 +30,15 @@ pub struct Input {
     eof: bool,
     runtime: Handle,
     failure: Option<StatusCode>,
+    /// Bytes received so far, and the most allowed (0: unlimited).
+    received: u64,
+    limit: u64,
+    timeout: Duration,
 }
 
 impl Input {
-    pub(crate) fn new(body: Incoming, runtime: Handle) -> Input {
+    /// `limit` is `--limit-request-body` (0: unlimited), `timeout` `--body-timeout`.
+    pub(crate) fn new(body: Incoming, runtime: Handle, limit: u64, timeout: Duration) -> Input {
         use hyper::body::Body;
         let eof = body.is_end_stream();
         Input {
@@ -45,6 +47,9 @@ impl Input {
             eof,
             runtime,
             failure: None,
+            received: 0,
+            limit,
+            timeout,
         }
     }
 
@@ -67,15 +72,16 @@ impl Input {
             return Ok(());
         };
         let runtime = &self.runtime;
+        let timeout = self.timeout;
         let next = py.allow_threads(|| {
-            runtime.block_on(async { tokio::time::timeout(BODY_TIMEOUT, body.frame()).await })
+            runtime.block_on(async { tokio::time::timeout(timeout, body.frame()).await })
         });
         match next {
             Err(_) => {
                 self.failure = Some(StatusCode::REQUEST_TIMEOUT);
                 Err(PyTimeoutError::new_err(format!(
-                    "the client sent no request body data for {} s",
-                    BODY_TIMEOUT.as_secs()
+                    "the client sent no request body data for {} s (--body-timeout)",
+                    timeout.as_secs_f64()
                 )))
             }
             Ok(None) => {
@@ -85,6 +91,15 @@ impl Input {
             Ok(Some(Ok(frame))) => {
                 // Trailer fields are read and discarded: PEP 3333 has no place for them.
                 if let Ok(data) = frame.into_data() {
+                    self.received += data.len() as u64;
+                    if self.limit > 0 && self.received > self.limit {
+                        self.finish();
+                        self.failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
+                        return Err(PyOSError::new_err(format!(
+                            "the request body is over --limit-request-body {} bytes",
+                            self.limit
+                        )));
+                    }
                     self.buffer.extend_from_slice(&data);
                 }
                 Ok(())

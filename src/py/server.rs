@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use super::environ::{self, ListenerInfo};
 use super::errors;
 use super::worker::{self, AccessLog, WorkerContext};
+use crate::config::forwarded::TrustedProxies;
 use crate::config::Bind;
-use crate::http::{self, Dispatch, RunOptions};
+use crate::http::{self, Dispatch, Limits, RunOptions};
 use crate::supervisor::Scoreboard;
 
 /// Pending connections the kernel queues per listener (`--backlog`).
@@ -40,6 +41,10 @@ pub struct Server {
     root_path: String,
     graceful_timeout: Duration,
     access: Option<Arc<AccessLog>>,
+    limits: Limits,
+    trusted: Arc<TrustedProxies>,
+    header_timeout: Duration,
+    body_timeout: Duration,
     stop: watch::Sender<bool>,
 }
 
@@ -110,6 +115,10 @@ impl Server {
             root_path: options.root_path.clone(),
             graceful_timeout: options.graceful_timeout,
             access: options.access.clone(),
+            limits: options.limits,
+            trusted: options.trusted.clone(),
+            header_timeout: options.header_timeout,
+            body_timeout: options.body_timeout,
             stop: watch::Sender::new(false),
         })
     }
@@ -155,6 +164,7 @@ impl Server {
                 root_path: self.root_path.clone(),
                 url_scheme: "http",
                 multithread: self.threads > 1,
+                trusted: self.trusted.clone(),
             })
             .collect();
         let templates = infos
@@ -168,16 +178,24 @@ impl Server {
             runtime: runtime.handle().clone(),
             board: mode.board.clone(),
             access: self.access.clone(),
+            body_limit: self.limits.body,
+            body_timeout: self.body_timeout,
         });
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let workers = worker::spawn(context, &jobs_rx, self.threads)?;
         drop(jobs_rx);
-        let dispatch = Arc::new(Dispatch::new(jobs_tx, mode.max_requests, self.stop.clone()));
+        let dispatch = Arc::new(Dispatch::new(
+            jobs_tx,
+            mode.max_requests,
+            self.stop.clone(),
+            self.limits,
+        ));
         let options = RunOptions {
             sequential: mode.sequential,
             graceful_timeout: self.graceful_timeout,
+            header_timeout: self.header_timeout,
             drain_window: mode.drain_window,
-            ..RunOptions::default()
+            limits: self.limits,
         };
         let stop = self.stop.subscribe();
         let listeners = &listeners[..];
@@ -280,6 +298,32 @@ pub(crate) struct BindOptions {
     pub reuse_port: bool,
     /// `--access-logfile` and its format; `None` logs no requests.
     pub access: Option<Arc<AccessLog>>,
+    /// `--limit-request-*`.
+    pub limits: Limits,
+    /// `--forwarded-allow-ips`.
+    pub trusted: Arc<TrustedProxies>,
+    /// `--header-timeout`: the whole request head must arrive within it.
+    pub header_timeout: Duration,
+    /// `--body-timeout`: the longest wait for the next piece of a body.
+    pub body_timeout: Duration,
+}
+
+impl BindOptions {
+    /// The options of a server started from Python code.
+    pub(crate) fn new(threads: u16, root_path: String, graceful_timeout: Duration) -> BindOptions {
+        BindOptions {
+            threads,
+            root_path,
+            graceful_timeout,
+            backlog: BACKLOG,
+            reuse_port: false,
+            access: None,
+            limits: Limits::default(),
+            trusted: Arc::default(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Wait for the worker threads, at most `timeout` (an app stuck in a call is left).
@@ -377,14 +421,7 @@ impl Server {
             crate::config::cli::parse_root_path(&root_path).map_err(PyValueError::new_err)?;
         let graceful_timeout = Duration::try_from_secs_f64(graceful_timeout)
             .map_err(|_| PyValueError::new_err("graceful_timeout must be 0 or more seconds"))?;
-        let options = BindOptions {
-            threads,
-            root_path,
-            graceful_timeout,
-            backlog: BACKLOG,
-            reuse_port: false,
-            access: None,
-        };
+        let options = BindOptions::new(threads, root_path, graceful_timeout);
         Server::bind(py, app, &binds, &options)
     }
 

@@ -306,6 +306,7 @@ impl StartResponse {
             let message = match status {
                 StatusCode::BAD_REQUEST => "The request body is malformed or incomplete.",
                 StatusCode::REQUEST_TIMEOUT => "The request body did not arrive in time.",
+                StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
                 _ => "Internal Server Error",
             };
             let response = error_response(status, message);

@@ -38,6 +38,10 @@ pub(crate) struct WorkerContext {
     pub runtime: Handle,
     /// The access log, when `--access-logfile` is set.
     pub access: Option<Arc<AccessLog>>,
+    /// `--limit-request-body`, in bytes (0: unlimited), for chunked bodies.
+    pub body_limit: u64,
+    /// `--body-timeout`.
+    pub body_timeout: std::time::Duration,
     /// This worker's scoreboard record, under a master: threads mark the
     /// request they run, so `--timeout` can find and name it.
     pub board: Option<(Arc<Scoreboard>, usize)>,
@@ -148,7 +152,15 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
     if context.access.is_some() {
         start_response.borrow_mut().keep_head_for_log();
     }
-    let input = match Bound::new(py, Input::new(body, context.runtime.clone())) {
+    let input = match Bound::new(
+        py,
+        Input::new(
+            body,
+            context.runtime.clone(),
+            context.body_limit,
+            context.body_timeout,
+        ),
+    ) {
         Ok(input) => input,
         Err(err) => {
             errors::log_exception(py, "cannot create wsgi.input", &err);
@@ -159,25 +171,19 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
     };
     let info = &context.listeners[listener];
     let mut environ = None;
-    let outcome = environ::build(
-        py,
-        context.templates[listener].bind(py),
-        &parts,
-        peer,
-        &info.root_path,
-    )
-    .and_then(|env| {
-        env.set_item(intern!(py, "wsgi.input"), &input)?;
-        let result = context.app.bind(py).call1((&env, &start_response));
-        environ = Some(env);
-        result
-    })
-    .and_then(|iterable| {
-        let sent = send_body(py, &start_response, &iterable);
-        let closed = close(py, &iterable);
-        sent.and(closed)
-    })
-    .and_then(|()| start_response.borrow_mut().finish(py));
+    let outcome = environ::build(py, context.templates[listener].bind(py), &parts, peer, info)
+        .and_then(|env| {
+            env.set_item(intern!(py, "wsgi.input"), &input)?;
+            let result = context.app.bind(py).call1((&env, &start_response));
+            environ = Some(env);
+            result
+        })
+        .and_then(|iterable| {
+            let sent = send_body(py, &start_response, &iterable);
+            let closed = close(py, &iterable);
+            sent.and(closed)
+        })
+        .and_then(|()| start_response.borrow_mut().finish(py));
     if let Err(err) = outcome {
         let mut sr = start_response.borrow_mut();
         let (method, uri) = (&parts.method, &parts.uri);
