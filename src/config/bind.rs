@@ -1,4 +1,5 @@
-//! `--bind` values: `HOST:PORT`, `[IPv6]:PORT`, `:PORT` and bare `HOST`.
+//! `--bind` values: `HOST:PORT`, `[IPv6]:PORT`, `:PORT`, bare `HOST`,
+//! `unix:/path` and `fd://N`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -10,7 +11,8 @@ pub const DEFAULT_PORT: u16 = 8000;
 ///
 /// `HOST:PORT` (`127.0.0.1:8000`, `localhost:8000`), `[IPv6]:PORT`
 /// (`[::1]:8000`), `:PORT` or an empty host (every IPv4 interface, as in
-/// wsgiref's `''`) and a bare `HOST` (port 8000).
+/// wsgiref's `''`), a bare `HOST` (port 8000), `unix:/path/to.sock` (a Unix
+/// socket, removed on exit) and `fd://N` (an inherited listening socket).
 ///
 /// # Errors
 ///
@@ -20,8 +22,13 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub struct Bind {
     /// The value as typed, for messages.
     pub spec: String,
-    /// Every address the host resolved to, in resolver order.
+    /// Every address the host resolved to, in resolver order (empty for
+    /// `unix:` and `fd://`).
     pub addrs: Vec<SocketAddr>,
+    /// The path of a `unix:` bind.
+    pub unix: Option<std::path::PathBuf>,
+    /// The descriptor of an `fd://` bind.
+    pub fd: Option<i32>,
 }
 
 impl Bind {
@@ -36,8 +43,27 @@ impl Bind {
                 "--bind {spec:?}: {why} (use HOST:PORT, [IPv6]:PORT or :PORT)"
             ))
         };
-        if spec.starts_with("unix:") || spec.starts_with("fd://") {
-            return fail("Unix sockets and inherited descriptors are not supported yet");
+        if let Some(path) = spec.strip_prefix("unix:") {
+            if path.is_empty() {
+                return fail("unix: needs a path, e.g. unix:/run/app.sock");
+            }
+            return Ok(Bind {
+                spec: spec.to_owned(),
+                addrs: Vec::new(),
+                unix: Some(path.into()),
+                fd: None,
+            });
+        }
+        if let Some(fd) = spec.strip_prefix("fd://") {
+            let Ok(fd) = fd.parse::<i32>() else {
+                return fail("fd:// needs a descriptor number, e.g. fd://3");
+            };
+            return Ok(Bind {
+                spec: spec.to_owned(),
+                addrs: Vec::new(),
+                unix: None,
+                fd: Some(fd),
+            });
         }
         let (host, port) = if let Some(rest) = spec.strip_prefix('[') {
             let Some((host, after)) = rest.split_once(']') else {
@@ -76,6 +102,8 @@ impl Bind {
         Ok(Bind {
             spec: spec.to_owned(),
             addrs,
+            unix: None,
+            fd: None,
         })
     }
 
@@ -131,9 +159,13 @@ mod tests {
         assert!(Bind::parse("::1:80").unwrap_err().contains("brackets"));
         assert!(Bind::parse("[::1:80").unwrap_err().contains("']'"));
         assert!(Bind::parse("127.0.0.1:70000").is_err());
-        assert!(Bind::parse("unix:/tmp/x.sock")
-            .unwrap_err()
-            .contains("Unix"));
+        assert_eq!(
+            Bind::parse("unix:/tmp/x.sock").unwrap().unix.unwrap(),
+            std::path::PathBuf::from("/tmp/x.sock")
+        );
+        assert_eq!(Bind::parse("fd://3").unwrap().fd, Some(3));
+        assert!(Bind::parse("fd://x").unwrap_err().contains("descriptor"));
+        assert!(Bind::parse("unix:").is_err());
     }
 
     #[test]

@@ -214,8 +214,10 @@ pub struct Args {
 }
 
 impl Args {
-    /// The bind addresses: `--bind`, else `0.0.0.0:$PORT` when `$PORT` is set
-    /// (as gunicorn and Heroku-style platforms do), else `127.0.0.1:8000`.
+    /// The bind addresses: `--bind`, else the sockets systemd passed
+    /// (`LISTEN_FDS` for this `LISTEN_PID`, from descriptor 3 on), else
+    /// `0.0.0.0:$PORT` when `$PORT` is set (as gunicorn and Heroku-style
+    /// platforms do), else `127.0.0.1:8000`.
     ///
     /// # Errors
     ///
@@ -223,6 +225,20 @@ impl Args {
     pub fn binds(&self) -> Result<Vec<Bind>, String> {
         if !self.bind.is_empty() {
             return Ok(self.bind.clone());
+        }
+        let for_us = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| pid == std::process::id());
+        if let Some(count) = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse::<i32>().ok())
+        {
+            if for_us && count > 0 {
+                return (3..3 + count)
+                    .map(|fd| Bind::parse(&format!("fd://{fd}")))
+                    .collect();
+            }
         }
         match std::env::var("PORT") {
             Ok(port) if !port.is_empty() => Bind::parse(&format!("0.0.0.0:{port}"))

@@ -2,7 +2,6 @@
 //! application's response.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::{Limits, ResponseBody};
+use super::{Limits, Peer, ResponseBody};
 
 /// One request waiting for a Python thread.
 #[derive(Debug)]
@@ -22,8 +21,8 @@ pub struct Job {
     pub parts: http::request::Parts,
     /// The message body; reading it is what sends `100 Continue`.
     pub body: Incoming,
-    /// The client's address (`REMOTE_ADDR`, `REMOTE_PORT`).
-    pub peer: SocketAddr,
+    /// The client (`REMOTE_ADDR`, `REMOTE_PORT`).
+    pub peer: Peer,
     /// Index of the listener that accepted the connection.
     pub listener: usize,
     /// Where the application thread sends the response head and body.
@@ -69,7 +68,7 @@ impl Dispatch {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: Peer,
         listener: usize,
         abort: Arc<Notify>,
     ) -> Result<Response<ResponseBody>, Infallible> {

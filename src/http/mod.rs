@@ -8,9 +8,10 @@
 pub mod body;
 pub mod dispatch;
 pub mod limits;
+pub mod listener;
 pub mod server;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{Dispatch, Job};
 pub use limits::Limits;
-pub use server::{run, RunOptions};
+pub use server::{run, Listener, Peer, RunOptions};

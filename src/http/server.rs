@@ -23,7 +23,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -61,12 +61,45 @@ impl Default for RunOptions {
     }
 }
 
+/// A listening socket the accept loop serves.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP (`HOST:PORT`, or an inherited TCP socket).
+    Tcp(TcpListener),
+    /// A Unix stream socket (`unix:/path`, or an inherited one).
+    Unix(UnixListener),
+}
+
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client's address.
+    Tcp(SocketAddr),
+    /// A Unix-socket client (typically a proxy on the same machine).
+    Unix,
+}
+
+impl Peer {
+    /// The client's IP address, if it has one.
+    pub fn ip(self) -> Option<std::net::IpAddr> {
+        match self {
+            Peer::Tcp(addr) => Some(addr.ip()),
+            Peer::Unix => None,
+        }
+    }
+}
+
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
 /// Serve `listeners` until `stop` turns `true`, then drain (module docs).
 ///
 /// Returns the number of connections still open when the graceful timeout
 /// ran out (they were aborted); 0 after a clean drain.
 pub async fn run(
-    listeners: &[TcpListener],
+    listeners: &[Listener],
     dispatch: Arc<Dispatch>,
     mut stop: watch::Receiver<bool>,
     options: RunOptions,
@@ -80,8 +113,17 @@ pub async fn run(
             biased;
             _ = stop.changed() => {}
             accepted = accept_any(listeners) => match accepted {
-                (index, Ok((stream, peer))) => {
-                    let task = serve_connection(stream, peer, index, dispatch.clone(), stop.clone(), &options);
+                (index, Ok(Accepted::Tcp(stream, addr))) => {
+                    let _ = stream.set_nodelay(true);
+                    let task = serve_connection(stream, Peer::Tcp(addr), index, dispatch.clone(), stop.clone(), &options);
+                    if options.sequential {
+                        task.await;
+                    } else {
+                        connections.spawn(task);
+                    }
+                }
+                (index, Ok(Accepted::Unix(stream))) => {
+                    let task = serve_connection(stream, Peer::Unix, index, dispatch.clone(), stop.clone(), &options);
                     if options.sequential {
                         task.await;
                     } else {
@@ -107,10 +149,16 @@ pub async fn run(
 }
 
 /// Accept on whichever listener has a connection ready.
-async fn accept_any(listeners: &[TcpListener]) -> (usize, io::Result<(TcpStream, SocketAddr)>) {
+async fn accept_any(listeners: &[Listener]) -> (usize, io::Result<Accepted>) {
     poll_fn(|cx| {
         for (index, listener) in listeners.iter().enumerate() {
-            if let Poll::Ready(result) = listener.poll_accept(cx) {
+            let ready = match listener {
+                Listener::Tcp(l) => l
+                    .poll_accept(cx)
+                    .map(|r| r.map(|(s, addr)| Accepted::Tcp(s, addr))),
+                Listener::Unix(l) => l.poll_accept(cx).map(|r| r.map(|(s, _)| Accepted::Unix(s))),
+            };
+            if let Poll::Ready(result) = ready {
                 return Poll::Ready((index, result));
             }
         }
@@ -124,19 +172,21 @@ async fn accept_error(_err: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+fn serve_connection<S>(
+    stream: S,
+    peer: Peer,
     listener: usize,
     dispatch: Arc<Dispatch>,
     mut stop: watch::Receiver<bool>,
     options: &RunOptions,
-) -> impl Future<Output = ()> {
+) -> impl Future<Output = ()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let drain_window = options.drain_window;
     let header_timeout = options.header_timeout;
     let limits = options.limits;
     async move {
-        let _ = stream.set_nodelay(true);
         let abort = Arc::new(Notify::new());
         let aborted = abort.clone();
         let service = service_fn(move |req| {

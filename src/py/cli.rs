@@ -184,6 +184,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         identity,
     };
     let code = supervisor::run(&config, &board, &mut spawner);
+    server.close_listeners();
     if let Some(path) = &args.pidfile {
         let _ = std::fs::remove_file(path);
     }

@@ -7,7 +7,6 @@
 //! header value is ever dropped or emptied (PEP 3333 §"Unicode Issues").
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pyo3::ffi;
@@ -18,13 +17,16 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::config::forwarded::{forwarded_client, TrustedProxies};
+use crate::http::Peer;
 use crate::wsgi::environ::RequestVars;
 
 /// What the template of one listener is built from.
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerInfo {
-    /// The listener's local address: `SERVER_NAME` and `SERVER_PORT`.
-    pub addr: SocketAddr,
+    /// `SERVER_NAME`: the listener's address (`localhost` for a Unix socket).
+    pub server_name: String,
+    /// `SERVER_PORT`: the listener's port (`80` for a Unix socket).
+    pub server_port: String,
     /// `SCRIPT_NAME`: the `--root-path` mount point, or empty.
     pub root_path: String,
     /// `wsgi.url_scheme`.
@@ -38,8 +40,8 @@ pub(crate) struct ListenerInfo {
 /// The constant part of every environ on one listener.
 pub(crate) fn template(py: Python<'_>, info: &ListenerInfo) -> PyResult<Py<PyDict>> {
     let env = PyDict::new(py);
-    env.set_item("SERVER_NAME", info.addr.ip().to_string())?;
-    env.set_item("SERVER_PORT", info.addr.port().to_string())?;
+    env.set_item("SERVER_NAME", &info.server_name)?;
+    env.set_item("SERVER_PORT", &info.server_port)?;
     env.set_item("SCRIPT_NAME", &info.root_path)?;
     env.set_item(
         "SERVER_SOFTWARE",
@@ -74,7 +76,7 @@ pub(crate) fn build<'py>(
     py: Python<'py>,
     template: &Bound<'py, PyDict>,
     parts: &http::request::Parts,
-    peer: SocketAddr,
+    peer: Peer,
     info: &ListenerInfo,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (root_path, trusted) = (&info.root_path, &info.trusted);
@@ -96,9 +98,15 @@ pub(crate) fn build<'py>(
     if let Some(value) = vars.content_length {
         env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
     }
-    env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
-    env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
-    if !trusted.is_empty() && trusted.trusts(Some(peer.ip())) {
+    match peer {
+        Peer::Tcp(addr) => {
+            env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+        }
+        // As gunicorn: a Unix-socket peer has no address and no port.
+        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+    }
+    if !trusted.is_empty() && trusted.trusts(peer.ip()) {
         apply_forwarded(py, &env, parts)?;
     }
     for (key, value) in &vars.fields {

@@ -1,12 +1,10 @@
 //! The `Server` class: bind listeners, serve until stopped, drain gracefully.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::environ::{self, ListenerInfo};
@@ -14,6 +12,7 @@ use super::errors;
 use super::worker::{self, AccessLog, WorkerContext};
 use crate::config::forwarded::TrustedProxies;
 use crate::config::Bind;
+use crate::http::listener::{Bound, ListenOptions};
 use crate::http::{self, Dispatch, Limits, RunOptions};
 use crate::supervisor::Scoreboard;
 
@@ -35,8 +34,9 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Server {
     app: Mutex<Py<PyAny>>,
-    listeners: Mutex<Vec<std::net::TcpListener>>,
-    addrs: Vec<SocketAddr>,
+    listeners: Mutex<Vec<Bound>>,
+    names: Vec<(String, String)>,
+    described: Vec<String>,
     threads: u16,
     root_path: String,
     graceful_timeout: Duration,
@@ -75,20 +75,23 @@ impl Server {
         options: &BindOptions,
     ) -> PyResult<Server> {
         let mut listeners = Vec::with_capacity(binds.len());
+        let listen = ListenOptions {
+            backlog: options.backlog,
+            reuse_port: options.reuse_port,
+        };
         for bind in binds {
-            let addr = bind.addrs[0];
-            let listener = listen(addr, options).map_err(|err| {
-                PyOSError::new_err((
-                    err.raw_os_error().unwrap_or(0),
-                    format!("cannot bind {} ({addr}): {err}", bind.spec),
-                ))
+            let listener = Bound::bind(bind, listen).map_err(|err| {
+                for bound in &listeners {
+                    Bound::cleanup(bound);
+                }
+                PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string()))
             })?;
             errors::log(
                 py,
                 "info",
                 &format!(
-                    "Listening at: http://{} ({})",
-                    listener.local_addr()?,
+                    "Listening at: {} ({})",
+                    listener.describe(),
                     std::process::id()
                 ),
             );
@@ -100,17 +103,16 @@ impl Server {
     /// A server on listeners that are already bound (a forked worker's).
     pub(crate) fn from_listeners(
         app: Py<PyAny>,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<Bound>,
         options: &BindOptions,
     ) -> PyResult<Server> {
-        let addrs = listeners
-            .iter()
-            .map(std::net::TcpListener::local_addr)
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let names = listeners.iter().map(Bound::server_name_port).collect();
+        let described = listeners.iter().map(Bound::describe).collect();
         Ok(Server {
             app: Mutex::new(app),
             listeners: Mutex::new(listeners),
-            addrs,
+            names,
+            described,
             threads: options.threads,
             root_path: options.root_path.clone(),
             graceful_timeout: options.graceful_timeout,
@@ -130,12 +132,18 @@ impl Server {
     }
 
     /// Duplicates of the listening sockets, for a worker to inherit or a run to use.
-    pub(crate) fn listeners(&self) -> std::io::Result<Vec<std::net::TcpListener>> {
+    pub(crate) fn listeners(&self) -> std::io::Result<Vec<Bound>> {
         let listeners = self.listeners.lock().expect("listener lock");
-        listeners
-            .iter()
-            .map(std::net::TcpListener::try_clone)
-            .collect()
+        listeners.iter().map(Bound::try_clone).collect()
+    }
+
+    /// Close the listeners and remove the Unix socket files this process made.
+    pub(crate) fn close_listeners(&self) {
+        let mut listeners = self.listeners.lock().expect("listener lock");
+        for listener in listeners.iter() {
+            listener.cleanup();
+        }
+        listeners.clear();
     }
 
     /// Serve until stopped (module docs of [`crate::http::server`]).
@@ -153,14 +161,15 @@ impl Server {
             let _guard = runtime.enter();
             listeners
                 .into_iter()
-                .map(TcpListener::from_std)
+                .map(Bound::into_tokio)
                 .collect::<std::io::Result<Vec<_>>>()?
         };
         let infos: Vec<ListenerInfo> = self
-            .addrs
+            .names
             .iter()
-            .map(|&addr| ListenerInfo {
-                addr,
+            .map(|(server_name, server_port)| ListenerInfo {
+                server_name: server_name.clone(),
+                server_port: server_port.clone(),
                 root_path: self.root_path.clone(),
                 url_scheme: "http",
                 multithread: self.threads > 1,
@@ -378,22 +387,6 @@ impl Signals {
     }
 }
 
-fn listen(addr: SocketAddr, options: &BindOptions) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if options.reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(options.backlog)?;
-    Ok(socket.into())
-}
-
 #[pymethods]
 impl Server {
     #[new]
@@ -446,7 +439,7 @@ impl Server {
 
     /// Close the listening sockets; the server cannot serve again.
     fn close(&self, py: Python<'_>) {
-        py.allow_threads(|| self.listeners.lock().expect("listener lock").clear());
+        py.allow_threads(|| self.close_listeners());
     }
 
     /// Replace the application.
@@ -467,15 +460,21 @@ impl Server {
     /// `(host, port)` of the first listener, with the real port.
     #[getter]
     fn server_address(&self) -> (String, u16) {
-        (self.addrs[0].ip().to_string(), self.addrs[0].port())
+        self.addresses()[0].clone()
     }
 
-    /// Every listener's `(host, port)`.
+    /// Every listener's `(host, port)`; a Unix socket is `("unix:/path", 0)`.
     #[getter]
     fn addresses(&self) -> Vec<(String, u16)> {
-        self.addrs
+        self.names
             .iter()
-            .map(|a| (a.ip().to_string(), a.port()))
+            .zip(&self.described)
+            .map(
+                |((name, port), described)| match described.strip_prefix("http://") {
+                    Some(_) => (name.clone(), port.parse().unwrap_or(0)),
+                    None => (described.clone(), 0),
+                },
+            )
             .collect()
     }
 }

@@ -60,7 +60,7 @@ impl AccessLog {
         &self,
         py: Python<'_>,
         parts: &http::request::Parts,
-        peer: std::net::SocketAddr,
+        peer: crate::http::Peer,
         start_response: &StartResponse,
         received: std::time::Instant,
         environ: Option<&Bound<'_, PyDict>>,
@@ -70,7 +70,13 @@ impl AccessLog {
             return; // the client left before any response: nothing was served
         }
         let empty = http::HeaderMap::new();
-        let remote = peer.ip().to_string();
+        // REMOTE_ADDR as the application saw it (a trusted proxy's client).
+        let remote = environ
+            .and_then(|env| env.get_item("REMOTE_ADDR").ok().flatten())
+            .and_then(|v| v.extract::<String>().ok())
+            .filter(|r| !r.is_empty())
+            .or_else(|| peer.ip().map(|ip| ip.to_string()))
+            .unwrap_or_else(|| "-".to_owned());
         let time = clf_now();
         let record = AccessRecord {
             remote: &remote,
@@ -120,7 +126,12 @@ pub(crate) fn spawn(
 
 fn work(context: &WorkerContext, jobs: &crossbeam_channel::Receiver<Job>, thread: usize) {
     Python::with_gil(|py| {
-        while let Ok(job) = py.allow_threads(|| jobs.recv()) {
+        // A job already waiting is taken without releasing the GIL; the GIL is
+        // released only to wait for the next one (DESIGN.md §2).
+        while let Ok(job) = jobs
+            .try_recv()
+            .or_else(|_| py.allow_threads(|| jobs.recv()))
+        {
             if let Some((board, slot)) = &context.board {
                 let label = format!("{} {}", job.parts.method, job.parts.uri);
                 board.begin(*slot, thread, label.as_bytes());

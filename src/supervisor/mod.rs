@@ -252,13 +252,15 @@ impl Master<'_> {
                     );
                     self.exit = APP_LOAD_ERROR;
                     self.begin_stop(spawner, libc::SIGTERM);
-                } else if code != 0 || !expected {
+                } else if code != 0 {
                     spawner.log(
                         Level::Warning,
                         &format!("Worker (pid:{pid}) exited with code {code}"),
                     );
                 } else {
-                    spawner.log(Level::Info, &format!("Worker exiting (pid: {pid})"));
+                    // Exit 0 unasked is a worker recycling itself (--max-requests).
+                    let why = if expected { "" } else { " (recycled)" };
+                    spawner.log(Level::Info, &format!("Worker exiting (pid: {pid}){why}"));
                 }
             } else if libc::WIFSIGNALED(status) {
                 let sig = libc::WTERMSIG(status);
