@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BLACKBOX = ROOT / "tests" / "blackbox"
-LISTENING = re.compile(rb"Listening at: http://([^\s]+):(\d+)")
+LISTENING = re.compile(rb"Listening at: https?://([^\s]+):(\d+)")
 
 
 def shared_dir() -> Path | None:

@@ -153,6 +153,18 @@ pub struct Args {
           value_parser = crate::config::forwarded::TrustedProxies::parse)]
     pub forwarded_allow_ips: crate::config::forwarded::TrustedProxies,
 
+    /// Serve HTTPS with this PEM certificate chain (needs --keyfile).
+    #[arg(long, value_name = "FILE", requires = "keyfile")]
+    pub certfile: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --certfile (RSA, ECDSA or Ed25519; PKCS#1, SEC1 or PKCS#8).
+    #[arg(long, value_name = "FILE", requires = "certfile")]
+    pub keyfile: Option<std::path::PathBuf>,
+
+    /// Require client certificates signed by one of these PEM CA certificates.
+    #[arg(long, value_name = "FILE", requires = "certfile")]
+    pub ca_certs: Option<std::path::PathBuf>,
+
     /// Seconds a client has to send a whole request head (slowloris). Default is 10.
     ///
     /// It also bounds how long an idle keep-alive connection stays open.

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod limits;
 pub mod listener;
 pub mod server;
+pub mod tls;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{Dispatch, Job};

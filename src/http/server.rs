@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub drain_window: Duration,
     /// Head size limits hyper enforces while parsing (see [`Limits`]).
     pub limits: Limits,
+    /// TLS for TCP listeners (`--certfile`); `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
             header_timeout: Duration::from_secs(10),
             drain_window: Duration::ZERO,
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -113,6 +116,23 @@ pub async fn run(
             biased;
             _ = stop.changed() => {}
             accepted = accept_any(listeners) => match accepted {
+                (index, Ok(Accepted::Tcp(stream, addr))) if options.tls.is_some() => {
+                    let _ = stream.set_nodelay(true);
+                    let acceptor = tokio_rustls::TlsAcceptor::from(options.tls.clone().expect("checked"));
+                    let (dispatch, stop, conn_options) = (dispatch.clone(), stop.clone(), options.clone());
+                    let task = async move {
+                        // The handshake counts toward the time a client has to send its head.
+                        let handshake = tokio::time::timeout(conn_options.header_timeout, acceptor.accept(stream));
+                        if let Ok(Ok(tls)) = handshake.await {
+                            serve_connection(tls, Peer::Tcp(addr), index, dispatch, stop, &conn_options).await;
+                        }
+                    };
+                    if options.sequential {
+                        task.await;
+                    } else {
+                        connections.spawn(task);
+                    }
+                }
                 (index, Ok(Accepted::Tcp(stream, addr))) => {
                     let _ = stream.set_nodelay(true);
                     let task = serve_connection(stream, Peer::Tcp(addr), index, dispatch.clone(), stop.clone(), &options);

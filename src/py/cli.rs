@@ -88,6 +88,18 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         (signal.getattr("SIGINT")?, signal.getattr("SIG_IGN")?),
     )?;
 
+    let tls = match (&args.certfile, &args.keyfile) {
+        (Some(cert), Some(key)) => {
+            match crate::http::tls::server_config(cert, key, args.ca_certs.as_deref()) {
+                Ok(config) => Some(config),
+                Err(message) => {
+                    eprintln!("Error: {message}");
+                    return Ok(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let load = |py: Python<'_>| load_app(py, &args);
     let preloaded = if args.preload {
         match load(py) {
@@ -111,6 +123,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         return Ok(0);
     }
     let options = BindOptions {
+        tls,
         threads: args.threads,
         root_path: args.root_path.clone(),
         graceful_timeout: Duration::from_secs_f64(args.graceful_timeout),

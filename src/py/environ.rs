@@ -128,13 +128,20 @@ fn apply_forwarded(
     env: &Bound<'_, PyDict>,
     parts: &http::request::Parts,
 ) -> PyResult<()> {
-    if let Some(value) = parts.headers.get("x-forwarded-for") {
+    // The last field line is the one the trusted proxy wrote: a proxy that adds
+    // a line of its own (HAProxy's `option forwardfor`) follows a client's.
+    if let Some(value) = parts.headers.get_all("x-forwarded-for").iter().next_back() {
         if let Some(client) = forwarded_client(value.as_bytes()) {
             env.set_item(intern!(py, "REMOTE_ADDR"), client)?;
             env.set_item(intern!(py, "REMOTE_PORT"), "0")?;
         }
     }
-    if let Some(value) = parts.headers.get("x-forwarded-proto") {
+    if let Some(value) = parts
+        .headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .next_back()
+    {
         let last = value
             .as_bytes()
             .rsplit(|&b| b == b',')

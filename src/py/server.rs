@@ -43,6 +43,7 @@ pub struct Server {
     access: Option<Arc<AccessLog>>,
     limits: Limits,
     trusted: Arc<TrustedProxies>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     header_timeout: Duration,
     body_timeout: Duration,
     stop: watch::Sender<bool>,
@@ -86,14 +87,14 @@ impl Server {
                 }
                 PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string()))
             })?;
+            let mut shown = listener.describe();
+            if options.tls.is_some() {
+                shown = shown.replacen("http://", "https://", 1);
+            }
             errors::log(
                 py,
                 "info",
-                &format!(
-                    "Listening at: {} ({})",
-                    listener.describe(),
-                    std::process::id()
-                ),
+                &format!("Listening at: {shown} ({})", std::process::id()),
             );
             listeners.push(listener);
         }
@@ -119,6 +120,7 @@ impl Server {
             access: options.access.clone(),
             limits: options.limits,
             trusted: options.trusted.clone(),
+            tls: options.tls.clone(),
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
             stop: watch::Sender::new(false),
@@ -167,11 +169,17 @@ impl Server {
         let infos: Vec<ListenerInfo> = self
             .names
             .iter()
-            .map(|(server_name, server_port)| ListenerInfo {
+            .zip(&self.described)
+            .map(|((server_name, server_port), described)| ListenerInfo {
                 server_name: server_name.clone(),
                 server_port: server_port.clone(),
                 root_path: self.root_path.clone(),
-                url_scheme: "http",
+                // TLS covers the TCP listeners; a Unix socket stays plain HTTP.
+                url_scheme: if self.tls.is_some() && described.starts_with("http://") {
+                    "https"
+                } else {
+                    "http"
+                },
                 multithread: self.threads > 1,
                 trusted: self.trusted.clone(),
             })
@@ -205,6 +213,7 @@ impl Server {
             header_timeout: self.header_timeout,
             drain_window: mode.drain_window,
             limits: self.limits,
+            tls: self.tls.clone(),
         };
         let stop = self.stop.subscribe();
         let listeners = &listeners[..];
@@ -311,6 +320,8 @@ pub(crate) struct BindOptions {
     pub limits: Limits,
     /// `--forwarded-allow-ips`.
     pub trusted: Arc<TrustedProxies>,
+    /// `--certfile`/`--keyfile`: TLS on every TCP listener.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `--header-timeout`: the whole request head must arrive within it.
     pub header_timeout: Duration,
     /// `--body-timeout`: the longest wait for the next piece of a body.
@@ -329,6 +340,7 @@ impl BindOptions {
             access: None,
             limits: Limits::default(),
             trusted: Arc::default(),
+            tls: None,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
         }

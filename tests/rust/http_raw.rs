@@ -34,8 +34,9 @@ fn start() -> (u16, tokio::sync::watch::Sender<bool>) {
             }
         });
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop));
+            let listener =
+                http::Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).unwrap());
+            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop, Default::default()));
             http::run(&[listener], dispatch, stop_rx, RunOptions::default()).await;
         });
     });
