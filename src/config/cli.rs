@@ -79,6 +79,11 @@ pub struct Args {
     #[arg(long)]
     pub preload: bool,
 
+    /// Restart the workers when a Python source file under the current
+    /// directory changes (development; virtualenvs and __pycache__ are ignored).
+    #[arg(long, conflicts_with = "preload")]
+    pub reload: bool,
+
     /// Pending connections the kernel queues per listener. Default is 2048.
     #[arg(long, value_name = "N", default_value_t = 2048,
           value_parser = clap::value_parser!(i32).range(1..))]

@@ -196,7 +196,22 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         max_requests_jitter: args.max_requests_jitter,
         identity,
     };
-    let code = supervisor::run(&config, &board, &mut spawner);
+    let reloader = if args.reload {
+        let root = std::env::current_dir()?;
+        let reloader = supervisor::Reloader::new(&[root])?;
+        errors::log(
+            py,
+            "info",
+            &format!(
+                "Reloading on changes: watching {} directories",
+                reloader.watched()
+            ),
+        );
+        Some(reloader)
+    } else {
+        None
+    };
+    let code = supervisor::run(&config, &board, &mut spawner, reloader);
     server.close_listeners();
     if let Some(path) = &args.pidfile {
         let _ = std::fs::remove_file(path);

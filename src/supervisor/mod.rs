@@ -24,12 +24,14 @@
 //! What a worker does after the fork is behind [`Spawn`], so this module stays
 //! free of Python.
 
+pub mod reload;
 pub mod scoreboard;
 pub mod signals;
 
 use std::io;
 use std::time::{Duration, Instant};
 
+pub use reload::Reloader;
 pub use scoreboard::Scoreboard;
 use signals::Signal;
 
@@ -90,7 +92,16 @@ struct Worker {
 }
 
 /// The master loop (module docs); returns the process exit status.
-pub fn run(config: &MasterConfig, board: &Scoreboard, spawner: &mut impl Spawn) -> i32 {
+///
+/// With a `reloader` (`--reload`), a changed source file starts a new
+/// generation, and a generation that cannot import the application waits for
+/// the next change instead of stopping the master.
+pub fn run(
+    config: &MasterConfig,
+    board: &Scoreboard,
+    spawner: &mut impl Spawn,
+    reloader: Option<Reloader>,
+) -> i32 {
     Master {
         config,
         board,
@@ -99,6 +110,8 @@ pub fn run(config: &MasterConfig, board: &Scoreboard, spawner: &mut impl Spawn) 
         generation: 0,
         stopping: None,
         exit: 0,
+        reloader,
+        paused: false,
     }
     .run(spawner)
 }
@@ -111,6 +124,9 @@ struct Master<'a> {
     generation: u64,
     stopping: Option<Instant>,
     exit: i32,
+    reloader: Option<Reloader>,
+    /// A `--reload` generation failed to import the application: wait for a change.
+    paused: bool,
 }
 
 impl Master<'_> {
@@ -125,9 +141,19 @@ impl Master<'_> {
                     self.kill_all(spawner, "graceful timeout passed");
                 }
             } else {
+                if let Some(path) = self.reloader.as_mut().and_then(Reloader::changed) {
+                    spawner.log(
+                        Level::Info,
+                        &format!("Reloading: {} changed", path.display()),
+                    );
+                    self.generation += 1;
+                    self.paused = false;
+                }
                 self.kill_overdue(spawner);
-                self.retire(spawner);
-                self.fill(spawner);
+                if !self.paused {
+                    self.retire(spawner);
+                    self.fill(spawner);
+                }
             }
             if let Some(signal) = signals::wait(TICK) {
                 self.on_signal(signal, spawner);
@@ -245,7 +271,13 @@ impl Master<'_> {
             let expected = worker.stopping_since.is_some() || self.stopping.is_some();
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
-                if code == APP_LOAD_ERROR && self.stopping.is_none() {
+                if code == APP_LOAD_ERROR && self.reloader.is_some() && self.stopping.is_none() {
+                    spawner.log(
+                        Level::Error,
+                        "a worker could not load the application: waiting for a source change",
+                    );
+                    self.paused = true;
+                } else if code == APP_LOAD_ERROR && self.stopping.is_none() {
                     spawner.log(
                         Level::Error,
                         "a worker could not load the application: stopping",
