@@ -91,6 +91,9 @@ impl Dispatch {
         if let Err(refused) = checked {
             return Ok(error_response(refused.status, &refused.message));
         }
+        if let Err((status, why)) = super::framing::check(&parts) {
+            return Ok(error_response(status, &why));
+        }
         if let Some(max) = self.max_requests {
             if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
                 self.stop.send_replace(true);

@@ -89,7 +89,25 @@ impl Input {
                 Ok(())
             }
             Ok(Some(Ok(frame))) => {
-                // Trailer fields are read and discarded: PEP 3333 has no place for them.
+                // Trailer fields are read and discarded: PEP 3333 has no place for
+                // them. Fields that frame or route a message never belong there
+                // (RFC 9110 §6.5.1): such a trailer section is refused.
+                let frame = match frame.into_trailers() {
+                    Ok(trailers) => {
+                        if let Some(name) = ["content-length", "transfer-encoding", "host"]
+                            .into_iter()
+                            .find(|name| trailers.contains_key(*name))
+                        {
+                            self.finish();
+                            self.failure = Some(StatusCode::BAD_REQUEST);
+                            return Err(PyOSError::new_err(format!(
+                                "{name} is not allowed in a trailer section (RFC 9110 section 6.5.1)"
+                            )));
+                        }
+                        return Ok(());
+                    }
+                    Err(frame) => frame,
+                };
                 if let Ok(data) = frame.into_data() {
                     self.received += data.len() as u64;
                     if self.limit > 0 && self.received > self.limit {

@@ -149,12 +149,6 @@ def test_limit_request_line_boundary(pool, length, status):
         assert refused(pool, server, raw, 414).app_calls() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ferrule measures the request line from the parsed path and query only, so "
-    "the scheme and authority of an absolute-form target are not counted: a 94-byte line "
-    "`GET http://aaa...example/ HTTP/1.1` is served (200) under --limit-request-line 64",
-)
 def test_limit_request_line_counts_an_absolute_form_target_whole(pool):
     server = pool.get(ECHO, *SMALL)
     raw = head("http://" + "a" * 70 + ".example/", [("Host", "x")])
@@ -188,12 +182,6 @@ def test_limit_request_field_size_at_limit_passes(pool):
     assert env["HTTP_X_LONG"] == value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ferrule counts `name: value` without the CRLF (gunicorn counts the CRLF): a "
-    "63-byte field line (65 with CRLF) is served (200) under --limit-request-field-size "
-    "64 instead of 431",
-)
 def test_limit_request_field_size_one_over_is_431(pool):
     server = pool.get(ECHO, *SMALL)
     raw = head("/s", [("Host", "x"), _field(65)])
@@ -343,8 +331,6 @@ BODY_LEVEL = {"chunk-size-0x", "chunk-size-overflow", "chunk-data-without-crlf"}
 FRAMING_XFAIL = {
     "bare-lf-line-end": "ferrule accepts a field line ended by a bare LF "
     "(`Host: x\\nX-A: a\\r\\n`) and serves the request (200, HTTP_X_A='a') instead of 400",
-    "te-chunked-chunked": "ferrule serves `Transfer-Encoding: chunked, chunked` (200, "
-    "body de-chunked once) instead of 400 and close",
 }
 
 
@@ -370,11 +356,6 @@ def test_framing_violation_is_400_and_close(pool, case):
         assert w.app_calls() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ferrule serves `Transfer-Encoding: x-custom, chunked` (200, body de-chunked, "
-    "HTTP_TRANSFER_ENCODING passed on) instead of 501 and close",
-)
 def test_unknown_transfer_coding_is_501_and_close(pool):
     server = pool.get(ECHO)
     w = refused(pool, server, _chunked_head("x-custom, chunked") + chunked(b"hello"), 501)

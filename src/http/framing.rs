@@ -1,0 +1,148 @@
+//! Request framing and request-target rules hyper leaves to the server.
+//!
+//! hyper parses the message and enforces most of RFC 9112 itself (invalid
+//! tokens, bad Content-Length, a final coding other than chunked, chunk
+//! syntax). What it accepts but a careful server refuses is checked here, on
+//! the parsed head, before the application is called:
+//!
+//! - RFC 9112 §6.1: `chunked` more than once is 400 ("A sender MUST NOT apply
+//!   the chunked transfer coding more than once"); a coding the server does not
+//!   know is 501 ("A server that receives a request message with a transfer
+//!   coding it does not understand SHOULD respond with 501"). Registered
+//!   codings before the final `chunked` (gzip, deflate, compress; identity is a
+//!   no-op) pass to the
+//!   application undecoded, with `HTTP_TRANSFER_ENCODING` set, as gunicorn does.
+//! - RFC 9112 §3.2.3-4: the asterisk-form is only for OPTIONS and the
+//!   authority-form only for CONNECT.
+//! - RFC 9110 §8.3: `Content-Type` is a singleton field; two are refused.
+
+use http::header::{CONTENT_TYPE, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Method, StatusCode};
+
+/// Codings a request may carry before its final `chunked` (RFC 9112 §7).
+const KNOWN_CODINGS: [&str; 7] = [
+    "gzip",
+    "x-gzip",
+    "deflate",
+    "compress",
+    "x-compress",
+    "identity",
+    "chunked",
+];
+
+/// Check the framing and target rules of the module docs.
+///
+/// # Errors
+///
+/// The status to answer (400 or 501) and a one-line reason.
+pub fn check(parts: &Parts) -> Result<(), (StatusCode, String)> {
+    let mut chunked = 0;
+    for value in parts.headers.get_all(TRANSFER_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Transfer-Encoding is not ASCII".into(),
+            ));
+        };
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let name = coding
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if !KNOWN_CODINGS.contains(&name.as_str()) {
+                return Err((
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("transfer coding {name:?} is not supported (RFC 9112 section 6.1)"),
+                ));
+            }
+            if name == "chunked" {
+                chunked += 1;
+            }
+        }
+    }
+    if chunked > 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "chunked applied more than once (RFC 9112 section 6.1)".into(),
+        ));
+    }
+    let uri = &parts.uri;
+    let asterisk = uri.path() == "*" && uri.authority().is_none();
+    if asterisk && parts.method != Method::OPTIONS {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the asterisk-form is only for OPTIONS (RFC 9112 section 3.2.4)".into(),
+        ));
+    }
+    let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+    if authority_form && parts.method != Method::CONNECT {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the authority-form is only for CONNECT (RFC 9112 section 3.2.3)".into(),
+        ));
+    }
+    if parts.headers.get_all(CONTENT_TYPE).iter().nth(1).is_some() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "two Content-Type fields (RFC 9110 section 8.3)".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, target: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::builder().method(method).uri(target);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn status(p: &Parts) -> Option<u16> {
+        check(p).err().map(|(s, _)| s.as_u16())
+    }
+
+    #[test]
+    fn transfer_codings() {
+        let te = |v| parts("POST", "/", &[("transfer-encoding", v)]);
+        assert_eq!(status(&te("chunked")), None);
+        assert_eq!(status(&te("gzip, chunked")), None);
+        assert_eq!(status(&te("chunked, chunked")), Some(400));
+        assert_eq!(status(&te("x-custom, chunked")), Some(501));
+        let twice = parts(
+            "POST",
+            "/",
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert_eq!(status(&twice), Some(400));
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(status(&parts("OPTIONS", "*", &[])), None);
+        assert_eq!(status(&parts("GET", "*", &[])), Some(400));
+        assert_eq!(status(&parts("GET", "example.com:443", &[])), Some(400));
+        assert_eq!(status(&parts("CONNECT", "example.com:443", &[])), None);
+        assert_eq!(status(&parts("GET", "http://example.com/x", &[])), None);
+    }
+
+    #[test]
+    fn one_content_type() {
+        let two = parts(
+            "POST",
+            "/",
+            &[("content-type", "a/b"), ("content-type", "c/d")],
+        );
+        assert_eq!(status(&two), Some(400));
+    }
+}
