@@ -158,6 +158,18 @@ pub struct Args {
           value_parser = crate::config::forwarded::TrustedProxies::parse)]
     pub forwarded_allow_ips: crate::config::forwarded::TrustedProxies,
 
+    /// Expect a PROXY protocol header (v1 or v2) on every TCP connection from
+    /// --proxy-allow-from peers; the client address it names becomes REMOTE_ADDR.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Peers allowed (and required) to send a PROXY header: IPs, CIDRs or `*`.
+    ///
+    /// Default is `127.0.0.1,::1`, as in gunicorn.
+    #[arg(long, value_name = "LIST", default_value = "127.0.0.1,::1",
+          value_parser = crate::config::forwarded::TrustedProxies::parse)]
+    pub proxy_allow_from: crate::config::forwarded::TrustedProxies,
+
     /// Serve HTTPS with this PEM certificate chain (needs --keyfile).
     #[arg(long, value_name = "FILE", requires = "keyfile")]
     pub certfile: Option<std::path::PathBuf>,

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod framing;
 pub mod limits;
 pub mod listener;
+pub mod proxy_protocol;
 pub mod server;
 pub mod tls;
 

@@ -27,7 +27,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::{Dispatch, Limits};
+use super::{proxy_protocol, Dispatch, Limits};
+use crate::config::forwarded::TrustedProxies;
 
 /// How [`run`] serves.
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub limits: Limits,
     /// TLS for TCP listeners (`--certfile`); `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--proxy-protocol`: the peers that must send a PROXY header first.
+    pub proxy_protocol: Option<Arc<TrustedProxies>>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +63,7 @@ impl Default for RunOptions {
             drain_window: Duration::ZERO,
             limits: Limits::default(),
             tls: None,
+            proxy_protocol: None,
         }
     }
 }
@@ -116,26 +120,8 @@ pub async fn run(
             biased;
             _ = stop.changed() => {}
             accepted = accept_any(listeners) => match accepted {
-                (index, Ok(Accepted::Tcp(stream, addr))) if options.tls.is_some() => {
-                    let _ = stream.set_nodelay(true);
-                    let acceptor = tokio_rustls::TlsAcceptor::from(options.tls.clone().expect("checked"));
-                    let (dispatch, stop, conn_options) = (dispatch.clone(), stop.clone(), options.clone());
-                    let task = async move {
-                        // The handshake counts toward the time a client has to send its head.
-                        let handshake = tokio::time::timeout(conn_options.header_timeout, acceptor.accept(stream));
-                        if let Ok(Ok(tls)) = handshake.await {
-                            serve_connection(tls, Peer::Tcp(addr), index, dispatch, stop, &conn_options).await;
-                        }
-                    };
-                    if options.sequential {
-                        task.await;
-                    } else {
-                        connections.spawn(task);
-                    }
-                }
                 (index, Ok(Accepted::Tcp(stream, addr))) => {
-                    let _ = stream.set_nodelay(true);
-                    let task = serve_connection(stream, Peer::Tcp(addr), index, dispatch.clone(), stop.clone(), &options);
+                    let task = serve_tcp(stream, addr, index, dispatch.clone(), stop.clone(), options.clone());
                     if options.sequential {
                         task.await;
                     } else {
@@ -185,6 +171,38 @@ async fn accept_any(listeners: &[Listener]) -> (usize, io::Result<Accepted>) {
         Poll::Pending
     })
     .await
+}
+
+/// A TCP connection: the PROXY header if its peer must send one, then TLS
+/// if configured, then HTTP.
+async fn serve_tcp(
+    mut stream: TcpStream,
+    mut addr: SocketAddr,
+    index: usize,
+    dispatch: Arc<Dispatch>,
+    stop: watch::Receiver<bool>,
+    options: RunOptions,
+) {
+    let _ = stream.set_nodelay(true);
+    if let Some(allowed) = &options.proxy_protocol {
+        if allowed.trusts(Some(addr.ip())) {
+            match proxy_protocol::read_header(&mut stream, addr, options.header_timeout).await {
+                Ok(client) => addr = client,
+                Err(_) => return,
+            }
+        }
+    }
+    match &options.tls {
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            // The handshake counts toward the time a client has to send its head.
+            let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
+            if let Ok(Ok(tls)) = handshake.await {
+                serve_connection(tls, Peer::Tcp(addr), index, dispatch, stop, &options).await;
+            }
+        }
+        None => serve_connection(stream, Peer::Tcp(addr), index, dispatch, stop, &options).await,
+    }
 }
 
 /// Back off after an accept error: EMFILE and ENFILE clear when connections close.

@@ -124,6 +124,9 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     }
     let options = BindOptions {
         tls,
+        proxy_protocol: args
+            .proxy_protocol
+            .then(|| Arc::new(args.proxy_allow_from.clone())),
         threads: args.threads,
         root_path: args.root_path.clone(),
         graceful_timeout: Duration::from_secs_f64(args.graceful_timeout),

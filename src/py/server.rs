@@ -44,6 +44,7 @@ pub struct Server {
     limits: Limits,
     trusted: Arc<TrustedProxies>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    proxy_protocol: Option<Arc<TrustedProxies>>,
     header_timeout: Duration,
     body_timeout: Duration,
     stop: watch::Sender<bool>,
@@ -121,6 +122,7 @@ impl Server {
             limits: options.limits,
             trusted: options.trusted.clone(),
             tls: options.tls.clone(),
+            proxy_protocol: options.proxy_protocol.clone(),
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
             stop: watch::Sender::new(false),
@@ -214,6 +216,7 @@ impl Server {
             drain_window: mode.drain_window,
             limits: self.limits,
             tls: self.tls.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         };
         let stop = self.stop.subscribe();
         let listeners = &listeners[..];
@@ -322,6 +325,8 @@ pub(crate) struct BindOptions {
     pub trusted: Arc<TrustedProxies>,
     /// `--certfile`/`--keyfile`: TLS on every TCP listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--proxy-protocol` with `--proxy-allow-from`.
+    pub proxy_protocol: Option<Arc<TrustedProxies>>,
     /// `--header-timeout`: the whole request head must arrive within it.
     pub header_timeout: Duration,
     /// `--body-timeout`: the longest wait for the next piece of a body.
@@ -341,6 +346,7 @@ impl BindOptions {
             limits: Limits::default(),
             trusted: Arc::default(),
             tls: None,
+            proxy_protocol: None,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
         }

@@ -78,8 +78,6 @@ SETTING_OPTIONS = {
 
 # gunicorn settings ferrule has no counterpart for: the case is not applicable.
 NOT_APPLICABLE = {
-    "proxy_protocol": "gunicorn proxy_protocol='auto' (PROXY protocol v1/v2): ferrule has no "
-    "--proxy-protocol option yet (issue 3 item 5)",
     "permit_obsolete_folding": "gunicorn permit_obsolete_folding=True: ferrule always answers "
     "obs-fold with 400 (RFC 9112 §5.2) and has no option to permit it",
     "header_map": "gunicorn header_map='dangerous'/'refuse': ferrule always drops field names "
@@ -153,6 +151,8 @@ def server_args(case: dict) -> tuple[str, ...] | str:
             continue
         if key in SETTING_OPTIONS:
             args += [SETTING_OPTIONS[key], value]
+        elif key == "proxy_protocol" and value == "'auto'":
+            args += ["--proxy-protocol"]
         elif key == "forwarded_allow_ips" and value == "['*']":
             args += ["--forwarded-allow-ips", "*"]
         else:  # a new setting in the corpus: make it visible, never skip silently
