@@ -14,13 +14,30 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::{Limits, Peer, ResponseBody};
 
+/// A request's message body, as the application side receives it.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Streamed from the connection as it is read; reading it is what sends
+    /// `100 Continue`.
+    Stream(Incoming),
+    /// Read whole before the application was called (the inline path).
+    Buffered(Bytes),
+}
+
+/// Runs a request to completion on the event loop's own thread (see
+/// [`Dispatch::with_inline`]); it must never block on the connection.
+pub type InlineHandler = Arc<dyn Fn(Job) + Send + Sync>;
+
+/// Request bodies up to this many bytes are read before an inline call.
+pub const INLINE_BODY_MAX: u64 = 64 * 1024;
+
 /// One request waiting for a Python thread.
 #[derive(Debug)]
 pub struct Job {
     /// Request line and fields.
     pub parts: http::request::Parts,
-    /// The message body; reading it is what sends `100 Continue`.
-    pub body: Incoming,
+    /// The message body.
+    pub body: RequestBody,
     /// The client (`REMOTE_ADDR`, `REMOTE_PORT`).
     pub peer: Peer,
     /// Index of the listener that accepted the connection.
@@ -34,13 +51,23 @@ pub struct Job {
 }
 
 /// Shared state of the service: the job queue and the request budget.
-#[derive(Debug)]
 pub struct Dispatch {
     jobs: crossbeam_channel::Sender<Job>,
     served: AtomicU64,
     max_requests: Option<u64>,
     stop: watch::Sender<bool>,
     limits: Limits,
+    inline: Option<(InlineHandler, std::time::Duration)>,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("max_requests", &self.max_requests)
+            .field("limits", &self.limits)
+            .field("inline", &self.inline.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dispatch {
@@ -61,7 +88,26 @@ impl Dispatch {
             max_requests,
             stop,
             limits,
+            inline: None,
         }
+    }
+
+    /// Serve eligible requests inline: on the event loop's thread, with no
+    /// hand-off to another thread (bjoern's model, for `--threads 1`).
+    ///
+    /// Eligible: no `Expect: 100-continue` (its body must not be read ahead),
+    /// and no body or a `Content-Length` body of at most [`INLINE_BODY_MAX`]
+    /// bytes, which is read first (within `body_timeout`; 408 after), so the
+    /// application never waits on the connection from the loop's thread.
+    /// Everything else goes to the job queue.
+    #[must_use]
+    pub fn with_inline(
+        mut self,
+        handler: InlineHandler,
+        body_timeout: std::time::Duration,
+    ) -> Dispatch {
+        self.inline = Some((handler, body_timeout));
+        self
     }
 
     /// Answer one request: a 400 for a bad head, else the application's response.
@@ -99,15 +145,55 @@ impl Dispatch {
                 self.stop.send_replace(true);
             }
         }
+        let received = std::time::Instant::now();
         let (reply, response) = oneshot::channel();
+        let inline = self.inline.as_ref().filter(|_| {
+            !parts.headers.contains_key(http::header::EXPECT)
+                && (hyper::body::Body::is_end_stream(&body)
+                    || length.is_some_and(|n| n <= INLINE_BODY_MAX))
+        });
+        if let Some((handler, body_timeout)) = inline {
+            let data = if hyper::body::Body::is_end_stream(&body) {
+                Bytes::new()
+            } else {
+                use http_body_util::BodyExt;
+                match tokio::time::timeout(*body_timeout, body.collect()).await {
+                    Ok(Ok(collected)) => collected.to_bytes(),
+                    Ok(Err(_)) => {
+                        return Ok(error_response(
+                            StatusCode::BAD_REQUEST,
+                            "The request body is malformed or incomplete.",
+                        ))
+                    }
+                    Err(_) => {
+                        return Ok(error_response(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "The request body did not arrive in time.",
+                        ))
+                    }
+                }
+            };
+            handler(Job {
+                parts,
+                body: RequestBody::Buffered(data),
+                peer,
+                listener,
+                reply,
+                abort,
+                received,
+            });
+            return Ok(self.finish(response.await.unwrap_or_else(|_| {
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            })));
+        }
         let job = Job {
             parts,
-            body,
+            body: RequestBody::Stream(body),
             peer,
             listener,
             reply,
             abort,
-            received: std::time::Instant::now(),
+            received,
         };
         if self.jobs.send(job).is_err() {
             return Ok(error_response(
@@ -115,16 +201,20 @@ impl Dispatch {
                 "the server is shutting down",
             ));
         }
-        let mut response = response.await.unwrap_or_else(|_| {
+        let response = response.await.unwrap_or_else(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         });
+        Ok(self.finish(response))
+    }
+
+    fn finish(&self, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
         if *self.stop.borrow() {
             // Stopping: this is the connection's last response (RFC 9112 §9.6).
             response
                 .headers_mut()
                 .insert(CONNECTION, http::HeaderValue::from_static("close"));
         }
-        Ok(response)
+        response
     }
 }
 

@@ -15,6 +15,6 @@ pub mod server;
 pub mod tls;
 
 pub use body::{BodyError, ResponseBody};
-pub use dispatch::{Dispatch, Job};
+pub use dispatch::{Dispatch, InlineHandler, Job, RequestBody};
 pub use limits::Limits;
 pub use server::{run, Listener, Peer, RunOptions};

@@ -179,9 +179,10 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         ),
     );
     let workers = usize::from(args.workers);
+    // One slot per Python thread, and one for the event loop's thread (inline path).
     let board = Arc::new(Scoreboard::new(
         workers + EXTRA_WORKER_SLOTS,
-        usize::from(args.threads),
+        usize::from(args.threads) + 1,
     )?);
     supervisor::signals::block()?;
     let config = MasterConfig {

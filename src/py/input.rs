@@ -16,6 +16,8 @@ use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+
+use crate::http::RequestBody;
 use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -38,16 +40,23 @@ pub struct Input {
 
 impl Input {
     /// `limit` is `--limit-request-body` (0: unlimited), `timeout` `--body-timeout`.
-    pub(crate) fn new(body: Incoming, runtime: Handle, limit: u64, timeout: Duration) -> Input {
+    pub(crate) fn new(body: RequestBody, runtime: Handle, limit: u64, timeout: Duration) -> Input {
         use hyper::body::Body;
-        let eof = body.is_end_stream();
+        let (body, buffer) = match body {
+            RequestBody::Stream(incoming) if !incoming.is_end_stream() => {
+                (Some(incoming), BytesMut::new())
+            }
+            RequestBody::Stream(_) => (None, BytesMut::new()),
+            // Read whole before the call (the inline path): nothing left to wait for.
+            RequestBody::Buffered(data) => (None, BytesMut::from(&data[..])),
+        };
         Input {
-            body: (!eof).then_some(body),
-            buffer: BytesMut::new(),
-            eof,
+            eof: body.is_none(),
+            received: buffer.len() as u64,
+            body,
+            buffer,
             runtime,
             failure: None,
-            received: 0,
             limit,
             timeout,
         }

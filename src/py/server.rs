@@ -45,6 +45,7 @@ pub struct Server {
     trusted: Arc<TrustedProxies>,
     tls: Option<Arc<rustls::ServerConfig>>,
     proxy_protocol: Option<Arc<TrustedProxies>>,
+    inline: bool,
     header_timeout: Duration,
     body_timeout: Duration,
     stop: watch::Sender<bool>,
@@ -123,6 +124,7 @@ impl Server {
             trusted: options.trusted.clone(),
             tls: options.tls.clone(),
             proxy_protocol: options.proxy_protocol.clone(),
+            inline: std::env::var_os("FERRULE_NO_INLINE").is_none(),
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
             stop: watch::Sender::new(false),
@@ -201,14 +203,22 @@ impl Server {
             body_timeout: self.body_timeout,
         });
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let workers = worker::spawn(context, &jobs_rx, self.threads)?;
-        drop(jobs_rx);
-        let dispatch = Arc::new(Dispatch::new(
-            jobs_tx,
-            mode.max_requests,
-            self.stop.clone(),
-            self.limits,
-        ));
+        let (handoff_tx, handoff_rx) = crossbeam_channel::unbounded();
+        let workers = worker::spawn(context.clone(), &jobs_rx, &handoff_rx, self.threads)?;
+        drop((jobs_rx, handoff_rx));
+        let mut dispatch =
+            Dispatch::new(jobs_tx, mode.max_requests, self.stop.clone(), self.limits);
+        // One Python thread: the event loop's thread runs the application
+        // itself (worker::inline_handler), using the scoreboard slot after
+        // the threads' own.
+        if self.threads == 1 && self.inline {
+            let inline = worker::inline_handler(context, handoff_tx, usize::from(self.threads));
+            dispatch = dispatch.with_inline(inline, self.body_timeout);
+        } else {
+            // Workers stop once every sender of both queues is gone.
+            drop(handoff_tx);
+        }
+        let dispatch = Arc::new(dispatch);
         let options = RunOptions {
             sequential: mode.sequential,
             graceful_timeout: self.graceful_timeout,

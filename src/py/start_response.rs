@@ -59,6 +59,11 @@ pub struct StartResponse {
     keep_head: bool,
     /// Body bytes handed to the connection.
     bytes_sent: u64,
+    /// Called on the event loop's thread (the inline path): never block on the
+    /// connection; chunks that do not fit wait in `overflow` until a worker
+    /// thread takes the response over ([`StartResponse::leave_inline`]).
+    inline: bool,
+    overflow: std::collections::VecDeque<Chunk>,
 }
 
 impl StartResponse {
@@ -79,6 +84,23 @@ impl StartResponse {
             sent_head: None,
             keep_head: false,
             bytes_sent: 0,
+            inline: false,
+            overflow: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Mark this response as served on the event loop's thread.
+    pub(crate) fn set_inline(&mut self) {
+        self.inline = true;
+    }
+
+    /// A worker thread takes the response over: deliver what waited.
+    pub(crate) fn leave_inline(&mut self, py: Python<'_>) {
+        self.inline = false;
+        while let Some(item) = self.overflow.pop_front() {
+            if !self.deliver(py, item) {
+                self.overflow.clear();
+            }
         }
     }
 
@@ -188,6 +210,28 @@ impl StartResponse {
     /// Hand `item` to the connection, waiting (GIL released) while it is full.
     fn push(&mut self, py: Python<'_>, item: Chunk) {
         let Some(tx) = &self.stream else { return };
+        if self.inline {
+            if !self.overflow.is_empty() {
+                self.overflow.push_back(item);
+                return;
+            }
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(TrySendError::Full(item)) => self.overflow.push_back(item),
+                Err(TrySendError::Closed(_)) => {
+                    self.disconnected = true;
+                    self.stream = None;
+                }
+            }
+            return;
+        }
+        self.deliver(py, item);
+    }
+
+    /// Send `item`, waiting (GIL released) while the channel is full; false
+    /// if the client is gone.
+    fn deliver(&mut self, py: Python<'_>, item: Chunk) -> bool {
+        let Some(tx) = &self.stream else { return false };
         let delivered = match tx.try_send(item) {
             Ok(()) => true,
             Err(TrySendError::Full(item)) => py.allow_threads(|| tx.blocking_send(item).is_ok()),
@@ -197,6 +241,7 @@ impl StartResponse {
             self.disconnected = true;
             self.stream = None;
         }
+        delivered
     }
 
     /// Send one body chunk (rule 2 and 3 of the module docs).

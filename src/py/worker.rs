@@ -25,7 +25,7 @@ use super::errors;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::start_response::StartResponse;
-use crate::http::Job;
+use crate::http::{InlineHandler, Job, Peer};
 use crate::supervisor::Scoreboard;
 use crate::wsgi::access_log::{clf_now, AccessFormat, AccessRecord};
 
@@ -111,41 +111,150 @@ impl AccessLog {
 pub(crate) fn spawn(
     context: Arc<WorkerContext>,
     jobs: &crossbeam_channel::Receiver<Job>,
+    handoffs: &crossbeam_channel::Receiver<Call>,
     threads: u16,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..threads)
         .map(|n| {
             let context = context.clone();
-            let jobs = jobs.clone();
+            let queues = Queues {
+                jobs: jobs.clone(),
+                handoffs: handoffs.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("ferrule-app-{n}"))
-                .spawn(move || work(&context, &jobs, usize::from(n)))
+                .spawn(move || work(&context, &queues, usize::from(n)))
         })
         .collect()
 }
 
-fn work(context: &WorkerContext, jobs: &crossbeam_channel::Receiver<Job>, thread: usize) {
+/// The two queues a worker thread serves.
+struct Queues {
+    jobs: crossbeam_channel::Receiver<Job>,
+    handoffs: crossbeam_channel::Receiver<Call>,
+}
+
+enum Work {
+    Job(Job),
+    Call(Call),
+}
+
+impl Queues {
+    /// The next piece of work; `None` once both queues are closed and empty.
+    ///
+    /// Work already waiting is taken without releasing the GIL; the GIL is
+    /// released only to wait (DESIGN.md §2).
+    fn next(&self, py: Python<'_>) -> Option<Work> {
+        if let Ok(call) = self.handoffs.try_recv() {
+            return Some(Work::Call(call));
+        }
+        if let Ok(job) = self.jobs.try_recv() {
+            return Some(Work::Job(job));
+        }
+        py.allow_threads(|| {
+            crossbeam_channel::select! {
+                recv(self.handoffs) -> call => match call {
+                    Ok(call) => Some(Work::Call(call)),
+                    Err(_) => self.jobs.recv().ok().map(Work::Job),
+                },
+                recv(self.jobs) -> job => match job {
+                    Ok(job) => Some(Work::Job(job)),
+                    Err(_) => self.handoffs.recv().ok().map(Work::Call),
+                },
+            }
+        })
+    }
+}
+
+fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
     Python::with_gil(|py| {
-        // A job already waiting is taken without releasing the GIL; the GIL is
-        // released only to wait for the next one (DESIGN.md §2).
-        while let Ok(job) = jobs
-            .try_recv()
-            .or_else(|_| py.allow_threads(|| jobs.recv()))
-        {
+        while let Some(work) = queues.next(py) {
+            let label = match &work {
+                Work::Job(job) => format!("{} {}", job.parts.method, job.parts.uri),
+                Work::Call(call) => format!("{} {}", call.parts.method, call.parts.uri),
+            };
             if let Some((board, slot)) = &context.board {
-                let label = format!("{} {}", job.parts.method, job.parts.uri);
                 board.begin(*slot, thread, label.as_bytes());
-                handle(py, context, job);
+            }
+            match work {
+                Work::Job(job) => {
+                    if let Some(call) = begin(py, context, job, false) {
+                        complete(py, context, call);
+                    }
+                }
+                Work::Call(call) => complete(py, context, call),
+            }
+            if let Some((board, slot)) = &context.board {
                 board.end(*slot, thread);
-            } else {
-                handle(py, context, job);
             }
         }
     });
 }
 
-/// Serve one request; never raises: every failure is logged and answered.
-fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
+/// The inline path (`--threads 1`): the event loop's thread calls the
+/// application itself, holding the GIL, with no hand-off per request.
+///
+/// A response that is complete when the application returns (a one-element
+/// list or tuple of bytes, or an exception before anything was sent) is
+/// finished right there. Anything that could make the loop's thread wait on a
+/// client — a generator, `wsgi.file_wrapper`, `write()` — is handed to a
+/// worker thread after the call, so a slow client still holds nothing but its
+/// own connection.
+pub(crate) fn inline_handler(
+    context: Arc<WorkerContext>,
+    handoff: crossbeam_channel::Sender<Call>,
+    slot: usize,
+) -> InlineHandler {
+    Arc::new(move |job: Job| {
+        Python::with_gil(|py| {
+            if let Some((board, worker)) = &context.board {
+                let label = format!("{} {}", job.parts.method, job.parts.uri);
+                board.begin(*worker, slot, label.as_bytes());
+            }
+            if let Some(call) = begin(py, &context, job, true) {
+                if call.finishes_inline(py) {
+                    complete(py, &context, call);
+                } else if let Err(unsent) = handoff.send(call) {
+                    // No worker thread is left (shutting down): finish here.
+                    complete(py, &context, unsent.0);
+                }
+            }
+            if let Some((board, worker)) = &context.board {
+                board.end(*worker, slot);
+            }
+        });
+    })
+}
+
+/// A request between the application call and the end of its response; it can
+/// move from the event loop's thread to a worker thread.
+pub(crate) struct Call {
+    parts: http::request::Parts,
+    peer: Peer,
+    received: std::time::Instant,
+    start_response: Py<StartResponse>,
+    input: Py<Input>,
+    environ: Option<Py<PyDict>>,
+    result: PyResult<Py<PyAny>>,
+}
+
+impl Call {
+    fn finishes_inline(&self, py: Python<'_>) -> bool {
+        if self.start_response.borrow(py).sent() {
+            return false;
+        }
+        match &self.result {
+            Err(_) => true,
+            Ok(iterable) => {
+                single_item(iterable.bind(py)).is_some_and(|item| item.is_instance_of::<PyBytes>())
+            }
+        }
+    }
+}
+
+/// Build the environ and call the application; `None` if the request was
+/// answered already (the objects for it could not be made).
+fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Option<Call> {
     let Job {
         parts,
         body,
@@ -158,38 +267,74 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
     let head_request = parts.method == Method::HEAD;
     let start_response = match Bound::new(py, StartResponse::new(reply, abort, head_request)) {
         Ok(sr) => sr,
-        Err(err) => return errors::log_exception(py, "cannot create start_response", &err),
+        Err(err) => {
+            errors::log_exception(py, "cannot create start_response", &err);
+            return None;
+        }
     };
-    if context.access.is_some() {
-        start_response.borrow_mut().keep_head_for_log();
+    {
+        let mut sr = start_response.borrow_mut();
+        if context.access.is_some() {
+            sr.keep_head_for_log();
+        }
+        if inline {
+            sr.set_inline();
+        }
     }
-    let input = match Bound::new(
-        py,
-        Input::new(
-            body,
-            context.runtime.clone(),
-            context.body_limit,
-            context.body_timeout,
-        ),
-    ) {
+    let input = Input::new(
+        body,
+        context.runtime.clone(),
+        context.body_limit,
+        context.body_timeout,
+    );
+    let input = match Bound::new(py, input) {
         Ok(input) => input,
         Err(err) => {
             errors::log_exception(py, "cannot create wsgi.input", &err);
-            return start_response
+            start_response
                 .borrow_mut()
                 .fail(py, StatusCode::INTERNAL_SERVER_ERROR);
+            return None;
         }
     };
     let info = &context.listeners[listener];
     let mut environ = None;
-    let outcome = environ::build(py, context.templates[listener].bind(py), &parts, peer, info)
+    let result = environ::build(py, context.templates[listener].bind(py), &parts, peer, info)
         .and_then(|env| {
             env.set_item(intern!(py, "wsgi.input"), &input)?;
             let result = context.app.bind(py).call1((&env, &start_response));
-            environ = Some(env);
-            result
-        })
+            environ = Some(env.unbind());
+            result.map(Bound::unbind)
+        });
+    Some(Call {
+        parts,
+        peer,
+        received,
+        start_response: start_response.unbind(),
+        input: input.unbind(),
+        environ,
+        result,
+    })
+}
+
+/// Send the body, call `close()`, end the response, log; never raises: every
+/// failure is logged and answered.
+fn complete(py: Python<'_>, context: &WorkerContext, call: Call) {
+    let Call {
+        parts,
+        peer,
+        received,
+        start_response,
+        input,
+        environ,
+        result,
+    } = call;
+    let start_response = start_response.into_bound(py);
+    let input = input.into_bound(py);
+    start_response.borrow_mut().leave_inline(py);
+    let outcome = result
         .and_then(|iterable| {
+            let iterable = iterable.into_bound(py);
             let sent = send_body(py, &start_response, &iterable);
             let closed = close(py, &iterable);
             sent.and(closed)
@@ -226,6 +371,7 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
     }
     input.borrow_mut().finish();
     if let Some(access) = &context.access {
+        let environ = environ.map(|env| env.into_bound(py));
         access.log(
             py,
             &parts,
@@ -239,6 +385,11 @@ fn handle(py: Python<'_>, context: &WorkerContext, job: Job) {
 
 /// Call the iterable's `close()` if it has one.
 fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    // Lists and tuples (the common bodies) have none; asking would build and
+    // discard an AttributeError on every request.
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if iterable.hasattr(intern!(py, "close"))? {
         iterable.call_method0(intern!(py, "close"))?;
     }

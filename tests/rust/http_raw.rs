@@ -27,7 +27,12 @@ fn start() -> (u16, tokio::sync::watch::Sender<bool>) {
         let handle = runtime.handle().clone();
         std::thread::spawn(move || {
             while let Ok(job) = jobs_rx.recv() {
-                let body = handle.block_on(job.body.collect()).unwrap().to_bytes();
+                let body = match job.body {
+                    http::RequestBody::Stream(body) => {
+                        handle.block_on(body.collect()).unwrap().to_bytes()
+                    }
+                    http::RequestBody::Buffered(body) => body,
+                };
                 let text = format!("{} {} {}", job.parts.method, job.parts.uri, body.len());
                 let response = ::http::Response::new(ResponseBody::Full(Some(Bytes::from(text))));
                 let _ = job.reply.send(response);
