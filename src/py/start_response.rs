@@ -187,7 +187,7 @@ impl StartResponse {
             head.headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        if let ResponseBody::Full(Some(data)) = response.body() {
+        if let (ResponseBody::Full(Some(data)), false) = (response.body(), self.no_body) {
             self.bytes_sent = data.len() as u64;
         }
         if self.keep_head {

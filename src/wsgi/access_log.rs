@@ -11,7 +11,7 @@
 //! | `r` | request line, `GET /path?q=1 HTTP/1.1` |
 //! | `m` `U` `q` `H` | method, path, query string, protocol |
 //! | `s` | status code |
-//! | `B` `b` | response body bytes (`b` is `-` for 0, as in CLF) |
+//! | `B` `b` | response body bytes sent (0 for HEAD, 204 and 304) |
 //! | `f` `a` | `Referer` and `User-Agent` |
 //! | `T` `M` `D` `L` | request time in whole seconds, milliseconds, microseconds, decimal seconds |
 //! | `p` | process id (`<pid>`) |
@@ -220,9 +220,9 @@ fn value(atom: &Atom, r: &AccessRecord<'_>, environ: &dyn Fn(&str) -> Option<Str
             'q' => r.query.to_owned(),
             'H' => r.protocol.to_owned(),
             's' => r.status.to_string(),
-            'B' => r.bytes.to_string(),
-            'b' if r.bytes == 0 => "-".to_owned(),
-            'b' => r.bytes.to_string(),
+            // gunicorn prints `b` as a number too, 0 included; `-` only when
+            // it does not know, which never happens here.
+            'B' | 'b' => r.bytes.to_string(),
             'f' => header(r.request_headers, "referer"),
             'a' => header(r.request_headers, "user-agent"),
             'T' => r.elapsed.as_secs().to_string(),
@@ -375,14 +375,14 @@ mod tests {
     }
 
     #[test]
-    fn zero_bytes_is_a_dash_for_b_only() {
+    fn zero_bytes_print_as_zero_like_gunicorn() {
         let (req, resp) = (HeaderMap::new(), HeaderMap::new());
         let mut r = record(&req, &resp);
         r.bytes = 0;
         let line = AccessFormat::parse("%(b)s %(B)s")
             .unwrap()
             .line(&r, &|_| None);
-        assert_eq!(line, "- 0");
+        assert_eq!(line, "0 0");
     }
 
     #[test]
