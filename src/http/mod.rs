@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod dispatch;
+pub mod framer;
 pub mod framing;
 pub mod limits;
 pub mod listener;

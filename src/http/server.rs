@@ -234,6 +234,10 @@ where
         });
         let mut builder = http1::Builder::new();
         builder
+            // The framer ends the input at a refused head; the responses to the
+            // requests before it must still go out, so end of input must not
+            // abort the connection.
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .max_headers(limits.hyper_max_headers())
@@ -241,6 +245,7 @@ where
         // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
         // 400/414/431 for a malformed head and closes without flushing it, so the
         // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
+        let stream = super::framer::Framed::new(stream, limits.field_size);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         let mut stopping = false;

@@ -99,11 +99,6 @@ NO_SECOND_REQUEST = {"valid/019", "valid/020", "valid/021"}
 BODY_ERRORS = {"InvalidChunkSize", "InvalidChunkExtension", "ChunkMissingTerminator"}
 
 # Known ferrule bugs, {case name: what ferrule does}; every split fails the same way.
-_TE_CL_AT_HEAD = (
-    "ferrule accepts the head ({what}), calls the application, and answers 400 only when "
-    "the chunk framing of the body fails; RFC 9112 §6.3 / issue 3 want 400 and close "
-    "before any application call"
-)
 XFAIL: dict[str, str] = {
     "valid/014": "ferrule answers 400 and closes for a raw '\"' in the request-target "
     "(hyper's URI parser rejects it); gunicorn and the corpus accept it",
@@ -111,9 +106,6 @@ XFAIL: dict[str, str] = {
     "any response to `CONNECT example.com:443 HTTP/1.1` and never calls the application",
     "valid/rfc9112_target_authority_ipv6_01": "ferrule closes the connection without any "
     "response to `CONNECT [::1]:443 HTTP/1.1` and never calls the application",
-    "invalid/rfc9112_smuggle_cl_te_chunked_01": "ferrule serves Content-Length: 3 together "
-    "with Transfer-Encoding: chunked (200, body framed as chunked; hyper drops the "
-    "Content-Length before the server sees the head) instead of 400 and close",
 }
 XFAIL_WITH_HOST: dict[str, str] = {
     "invalid/003c": "ferrule serves the method '-bl' (200); gunicorn rejects methods "
@@ -121,9 +113,6 @@ XFAIL_WITH_HOST: dict[str, str] = {
     "invalid/019": "with --forwarded-allow-ips '*', ferrule serves X-Forwarded-Proto: https "
     "plus X-Forwarded-Ssl: off (200, wsgi.url_scheme https): it ignores X-Forwarded-Ssl, "
     "so conflicting scheme headers are not rejected with 400",
-    "invalid/chunked_02": _TE_CL_AT_HEAD.format(
-        what="Content-Length: 12 with Transfer-Encoding: \\tchunked"
-    ),
     "invalid/chunked_09": "ferrule accepts the last-chunk line '0 ' (a space after the "
     "size, no extension) and serves the request (200) instead of 400",
 }

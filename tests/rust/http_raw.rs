@@ -120,18 +120,22 @@ fn malformed_heads_get_a_4xx() {
 }
 
 #[test]
-fn transfer_encoding_with_content_length_closes_after_one_response() {
-    // RFC 9112 §6.1: framed by Transfer-Encoding, then the connection MUST close,
-    // so the bytes after the chunked body never become a request.
+fn transfer_encoding_with_content_length_is_refused_before_hyper() {
+    // RFC 9112 §6.1 and request smuggling: the framer refuses the head, the
+    // request before it is still answered, and nothing after it is served.
     let (port, _stop) = start();
     let reply = exchange(
         port,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n\
+          POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
           0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
     );
-    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    let first = reply.find("GET /first 0").expect(&reply);
+    let refused = reply.find("HTTP/1.1 400 Bad Request").expect(&reply);
+    assert!(first < refused, "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 2, "{reply}");
     assert!(
-        reply.contains("POST / 0") && !reply.contains("smuggled"),
+        !reply.contains("smuggled") && reply.contains("Transfer-Encoding and Content-Length"),
         "{reply}"
     );
 }

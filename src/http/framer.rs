@@ -1,0 +1,540 @@
+//! A request framer in front of hyper: what hyper's parse cannot show.
+//!
+//! hyper parses request heads leniently in places and drops some evidence
+//! before the server sees the head: a `Content-Length` beside
+//! `Transfer-Encoding`, line ends that are a bare LF, the whitespace padding
+//! of a field line. The [`Framer`] follows the byte stream of a connection as
+//! it is read, message by message, and judges each raw head before hyper gets
+//! it:
+//!
+//! 1. Head bytes are held back until the head is complete (an empty line), then
+//!    checked: every line ends in CRLF (RFC 9112 §2.2: a bare CR is invalid,
+//!    and ferrule also refuses a bare LF); `Transfer-Encoding` and
+//!    `Content-Length` together are 400 (RFC 9112 §6.1, request smuggling); a
+//!    field line longer than `--limit-request-field-size`, counted raw with its
+//!    padding and CRLF, is 431.
+//! 2. A refused head never reaches hyper: the connection ends there (hyper
+//!    sees the end of input, finishes the responses of the requests before
+//!    it, and shuts down), and the refusal is written last, before the close.
+//! 3. Body bytes pass through as they arrive; the framer only counts them
+//!    (Content-Length) or follows the chunked framing, to know where the next
+//!    head starts.
+//! 4. Anything the framer cannot follow — a head hyper will refuse anyway, a
+//!    chunk line it cannot read, a message after which the connection closes —
+//!    ends its judging: the rest passes through untouched, for hyper to handle.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The most bytes a head may take before the framer refuses it (431).
+const MAX_HEAD: usize = 1024 * 1024;
+
+/// A refused head: the status and a one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 400 or 431.
+    pub status: StatusCode,
+    /// Why, for the response body.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Collecting a head (held back).
+    Head,
+    /// `n` body bytes still to pass.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkLine,
+    /// `n` chunk-data bytes still to pass, then CRLF.
+    ChunkData(u64),
+    /// The CRLF after chunk data: bytes of it still expected.
+    ChunkEnd(u8),
+    /// Trailer section lines, until an empty line.
+    Trailers,
+    /// No more judging: everything passes (point 4).
+    PassThrough,
+    /// A head was refused: nothing more passes.
+    Refused,
+}
+
+/// Follows one connection's request stream (module docs).
+#[derive(Debug)]
+pub struct Framer {
+    state: State,
+    held: Vec<u8>,
+    line: Vec<u8>,
+    field_size: usize,
+}
+
+impl Framer {
+    /// A framer for a new connection; `field_size` is `--limit-request-field-size`
+    /// (0: unlimited).
+    pub fn new(field_size: usize) -> Framer {
+        Framer {
+            state: State::Head,
+            held: Vec::new(),
+            line: Vec::new(),
+            field_size,
+        }
+    }
+
+    /// Feed bytes read from the socket; append what may reach hyper to `out`.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] of a head; `out` then holds everything before it, and
+    /// every later call passes nothing.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
+        while !data.is_empty() {
+            match self.state {
+                State::Refused => return Ok(()),
+                State::PassThrough => {
+                    out.extend_from_slice(data);
+                    return Ok(());
+                }
+                State::Head => {
+                    let (consumed, complete) = self.collect_head(data);
+                    data = &data[consumed..];
+                    if complete {
+                        let head = std::mem::take(&mut self.held);
+                        match self.judge(&head) {
+                            Ok(next) => {
+                                out.extend_from_slice(&head);
+                                self.state = next;
+                            }
+                            Err(refusal) => {
+                                self.state = State::Refused;
+                                return Err(refusal);
+                            }
+                        }
+                    } else if self.held.len() > MAX_HEAD {
+                        self.state = State::Refused;
+                        return Err(Refusal {
+                            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            reason: "the request head is too large".into(),
+                        });
+                    }
+                }
+                State::Body(n) => {
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+                    out.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    let left = n - take as u64;
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
+                }
+                State::ChunkData(n) => {
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+                    out.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    let left = n - take as u64;
+                    self.state = if left == 0 {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(left)
+                    };
+                }
+                State::ChunkEnd(left) => {
+                    let expected = if left == 2 { b'\r' } else { b'\n' };
+                    if data[0] != expected {
+                        // Malformed chunk framing: hyper will refuse it.
+                        self.state = State::PassThrough;
+                        continue;
+                    }
+                    out.push(data[0]);
+                    data = &data[1..];
+                    self.state = if left == 2 {
+                        State::ChunkEnd(1)
+                    } else {
+                        State::ChunkLine
+                    };
+                }
+                State::ChunkLine | State::Trailers => {
+                    let Some(pos) = data.iter().position(|&b| b == b'\n') else {
+                        out.extend_from_slice(data);
+                        self.line.extend_from_slice(data);
+                        if self.line.len() > 64 * 1024 {
+                            self.state = State::PassThrough;
+                        }
+                        return Ok(());
+                    };
+                    out.extend_from_slice(&data[..=pos]);
+                    self.line.extend_from_slice(&data[..=pos]);
+                    data = &data[pos + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    self.state = self.after_line(&line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hold back head bytes; returns the bytes of `data` taken and whether
+    /// the head is now complete. Only the new bytes (and the three before them)
+    /// are searched, so a head trickled byte by byte costs linear time.
+    fn collect_head(&mut self, data: &[u8]) -> (usize, bool) {
+        // Leading empty lines before a request line are ignored (RFC 9112 §2.2).
+        let mut start = 0;
+        if self.held.is_empty() {
+            while start < data.len() && (data[start] == b'\r' || data[start] == b'\n') {
+                start += 1;
+            }
+        }
+        let old = self.held.len();
+        self.held.extend_from_slice(&data[start..]);
+        match head_end(&self.held, old.saturating_sub(3)) {
+            Some(end) => {
+                let unused = self.held.len() - end;
+                self.held.truncate(end);
+                (data.len() - unused, true)
+            }
+            None => (data.len(), false),
+        }
+    }
+
+    fn after_line(&mut self, line: &[u8]) -> State {
+        let Some(content) = line.strip_suffix(b"\r\n") else {
+            return State::PassThrough; // a bare LF in the body framing: hyper decides
+        };
+        if self.state == State::Trailers {
+            return if content.is_empty() {
+                State::Head
+            } else {
+                State::Trailers
+            };
+        }
+        let size = content.split(|&b| b == b';').next().unwrap_or_default();
+        let Ok(text) = std::str::from_utf8(size) else {
+            return State::PassThrough;
+        };
+        match u64::from_str_radix(text.trim_end_matches([' ', '\t']), 16) {
+            Ok(0) => State::Trailers,
+            Ok(n) => State::ChunkData(n),
+            Err(_) => State::PassThrough,
+        }
+    }
+
+    /// Check a complete head; the state that follows it.
+    fn judge(&self, head: &[u8]) -> Result<State, Refusal> {
+        let bad = |reason: &str| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            reason: reason.to_owned(),
+        };
+        for (i, &b) in head.iter().enumerate() {
+            if b == b'\n' && (i == 0 || head[i - 1] != b'\r') {
+                return Err(bad(
+                    "a line of the request head ends in a bare LF (RFC 9112 section 2.2)",
+                ));
+            }
+            if b == b'\r' && head.get(i + 1) != Some(&b'\n') {
+                return Err(bad("a bare CR in the request head (RFC 9112 section 2.2)"));
+            }
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 256];
+        let mut request = httparse::Request::new(&mut fields);
+        if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
+            // hyper parses it too, and answers what is wrong with it.
+            return Ok(State::PassThrough);
+        }
+        if self.field_size > 0 {
+            for line in head.split(|&b| b == b'\n').skip(1) {
+                let size = line.len() + 1;
+                if size > self.field_size && size > 2 {
+                    return Err(Refusal {
+                        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        reason: format!(
+                            "a field line of {size} bytes is over --limit-request-field-size {}",
+                            self.field_size
+                        ),
+                    });
+                }
+            }
+        }
+        let mut length = None;
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        let mut close = request.version == Some(0);
+        for field in request.headers.iter() {
+            let value = String::from_utf8_lossy(field.value).to_ascii_lowercase();
+            if field.name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<u64>().ok().or(Some(u64::MAX));
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoding = true;
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim() == "chunked");
+            } else if field.name.eq_ignore_ascii_case("connection") {
+                let tokens: Vec<&str> = value.split(',').map(str::trim).collect();
+                close = if request.version == Some(0) {
+                    !tokens.contains(&"keep-alive")
+                } else {
+                    tokens.contains(&"close")
+                };
+            }
+        }
+        if transfer_encoding && length.is_some() {
+            return Err(bad(
+                "Transfer-Encoding and Content-Length together (RFC 9112 section 6.1)",
+            ));
+        }
+        Ok(match (transfer_encoding, chunked, length) {
+            // After the last message of a connection, or a body framing hyper
+            // will refuse, there is nothing more to judge.
+            _ if close => State::PassThrough,
+            (true, false, _) => State::PassThrough,
+            (true, true, _) => State::ChunkLine,
+            (false, _, Some(u64::MAX)) => State::PassThrough,
+            (false, _, Some(0) | None) => State::Head,
+            (false, _, Some(n)) => State::Body(n),
+        })
+    }
+}
+
+/// The length of a head (through its empty line) if `buf` holds all of it,
+/// looking for the empty line from `from` on.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    // A bare-LF empty line ends a head too, so that it can be judged (refused).
+    (from..buf.len()).find_map(|i| {
+        if buf[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if buf[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if buf[i..].starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else {
+            None
+        }
+    })
+}
+
+/// A connection's byte stream, judged by a [`Framer`] on the way in.
+///
+/// Reads give hyper only what the framer passes; after a refusal they end the
+/// input. Writes go straight through; the refusal's response is written at
+/// shutdown, after hyper's own responses to the requests before it.
+#[derive(Debug)]
+pub struct Framed<S> {
+    inner: S,
+    framer: Framer,
+    ready: Vec<u8>,
+    pos: usize,
+    scratch: Box<[u8]>,
+    reply: Option<(Vec<u8>, usize)>,
+    eof: bool,
+}
+
+impl<S> Framed<S> {
+    /// Wrap `inner`; `field_size` is `--limit-request-field-size` (0: unlimited).
+    pub fn new(inner: S, field_size: usize) -> Framed<S> {
+        Framed {
+            inner,
+            framer: Framer::new(field_size),
+            ready: Vec::new(),
+            pos: 0,
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            reply: None,
+            eof: false,
+        }
+    }
+}
+
+/// The response to a refused head: a short text body and `Connection: close`.
+fn refusal_response(refusal: &Refusal) -> Vec<u8> {
+    let status = refusal.status;
+    let body = format!(
+        "{} {}\n{}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        refusal.reason
+    );
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         connection: close\r\ndate: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    )
+    .into_bytes()
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.pos < this.ready.len() {
+                let n = (this.ready.len() - this.pos).min(buf.remaining());
+                buf.put_slice(&this.ready[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof || this.reply.is_some() {
+                return Poll::Ready(Ok(())); // end of input for hyper
+            }
+            let mut scratch = ReadBuf::new(&mut this.scratch);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
+            let filled = scratch.filled();
+            if filled.is_empty() {
+                this.eof = true;
+                continue;
+            }
+            this.ready.clear();
+            this.pos = 0;
+            if let Err(refusal) = this.framer.feed(filled, &mut this.ready) {
+                this.reply = Some((refusal_response(&refusal), 0));
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Framed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some((reply, written)) = &mut this.reply {
+            while *written < reply.len() {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &reply[*written..]))?;
+                if n == 0 {
+                    break;
+                }
+                *written += n;
+            }
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(framer: &mut Framer, chunks: &[&[u8]]) -> (Vec<u8>, Option<Refusal>) {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            if let Err(refusal) = framer.feed(chunk, &mut out) {
+                return (out, Some(refusal));
+            }
+        }
+        (out, None)
+    }
+
+    fn whole(raw: &[u8]) -> (Vec<u8>, Option<Refusal>) {
+        run(&mut Framer::new(8190), &[raw])
+    }
+
+    fn bytewise(raw: &[u8]) -> (Vec<u8>, Option<Refusal>) {
+        let chunks: Vec<&[u8]> = raw.chunks(1).collect();
+        run(&mut Framer::new(8190), &chunks)
+    }
+
+    #[test]
+    fn valid_pipelines_pass_unchanged() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+                    POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+                    POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n\
+                    GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+        for (out, refusal) in [whole(raw), bytewise(raw)] {
+            assert_eq!(refusal, None);
+            assert_eq!(out, raw.to_vec());
+        }
+    }
+
+    #[test]
+    fn smuggling_is_refused_and_nothing_after_passes() {
+        let raw = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n\
+                    POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+        for (out, refusal) in [whole(raw), bytewise(raw)] {
+            assert_eq!(refusal.unwrap().status, StatusCode::BAD_REQUEST);
+            assert_eq!(out, b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+        }
+    }
+
+    #[test]
+    fn bare_lf_and_bare_cr_are_refused() {
+        let (out, refusal) = whole(b"GET / HTTP/1.1\r\nHost: x\nX-A: a\r\n\r\n");
+        assert!(out.is_empty());
+        assert!(refusal.unwrap().reason.contains("bare LF"));
+        let (_, refusal) = whole(b"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n");
+        assert!(refusal.unwrap().reason.contains("bare CR"));
+        let (_, refusal) = whole(b"GET / HTTP/1.1\nHost: x\n\n");
+        assert!(refusal.is_some());
+    }
+
+    #[test]
+    fn padded_field_lines_count_raw() {
+        let mut framer = Framer::new(64);
+        let raw = [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nX:"[..],
+            &[b' '; 100],
+            b"v\r\n\r\n",
+        ]
+        .concat();
+        let (_, refusal) = run(&mut framer, &[&raw]);
+        assert_eq!(
+            refusal.unwrap().status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let mut framer = Framer::new(64);
+        let (out, refusal) = run(&mut framer, &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]);
+        assert_eq!((out.len(), refusal), (27, None));
+    }
+
+    #[test]
+    fn after_a_closing_message_everything_passes() {
+        let raw = b"GET / HTTP/1.0\r\n\r\nGARBAGE\nMORE\r\n\r\n";
+        let (out, refusal) = whole(raw);
+        assert_eq!((out, refusal), (raw.to_vec(), None));
+    }
+
+    #[test]
+    fn leading_empty_lines_are_dropped() {
+        let (out, refusal) = whole(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(refusal, None);
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn heads_hyper_refuses_pass_through_for_hyper() {
+        let raw = b"GARBAGE\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(whole(raw), (raw.to_vec(), None));
+    }
+}
