@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from typing import Any
 
 
@@ -12,8 +13,14 @@ class AppLoadError(Exception):
     """The application named on the command line cannot be loaded.
 
     The message is one line that names what to fix; the CLI prints it and exits
-    with status 4 (gunicorn's ``APP_LOAD_ERROR``).
+    with status 4 (gunicorn's ``APP_LOAD_ERROR``). When the application's own
+    code raised while it was imported, :attr:`details` holds the traceback (the
+    CLI prints it with ``--log-level debug``).
     """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 def load_app(spec: str, *, factory: bool = False) -> Any:
@@ -43,12 +50,17 @@ def load_app(spec: str, *, factory: bool = False) -> Any:
                 f"no module named {exc.name!r}: run ferrule from the directory that "
                 f"contains it, or add that directory to PYTHONPATH"
             ) from exc
+        package = (exc.name or "").split(".")[0]
         raise AppLoadError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            f"importing {module_name!r} failed: no module named {exc.name!r}: install the "
+            f"package that provides it (e.g. pip install {package})",
+            traceback.format_exc(),
         ) from exc
     except Exception as exc:
         raise AppLoadError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc} "
+            f"(--log-level debug shows the traceback)",
+            traceback.format_exc(),
         ) from exc
     obj: Any = module
     for part in attr.split("."):

@@ -11,4 +11,6 @@ from ferrule import _ferrule
 
 def main() -> None:
     """Run the command line in ``sys.argv`` and exit with its status."""
-    sys.exit(_ferrule.run_cli(sys.argv))
+    # `python -m ferrule` puts the path of __main__.py in argv[0]; the usage
+    # line should name the command either way.
+    sys.exit(_ferrule.run_cli(["ferrule", *sys.argv[1:]]))

@@ -105,11 +105,21 @@ where
     if let Some(path) = &config {
         let table = read_table(path).map_err(|e| cmd.error(clap::error::ErrorKind::Io, e))?;
         for (key, value) in table {
-            let id = key.replace('-', "_");
-            let Some(arg) = cmd.get_arguments().find(|a| a.get_id() == id.as_str()) else {
-                let msg = format!("config file {}: unknown option {key:?}", path.display());
+            // Keys are the options' long names, `-` or `_` alike (`max-requests`,
+            // `pid`), or the positional `app`.
+            let wanted = key.replace('_', "-");
+            let Some(arg) = cmd.get_arguments().find(|a| {
+                a.get_long().map_or(a.get_id().as_str() == wanted, |long| {
+                    long.replace('_', "-") == wanted
+                })
+            }) else {
+                let msg = format!(
+                    "config file {}: unknown option {key:?} (keys are the long option names, e.g. workers, max-requests)",
+                    path.display()
+                );
                 return Err(cmd.error(clap::error::ErrorKind::UnknownArgument, msg));
             };
+            let id = arg.get_id().to_string();
             let flag = matches!(arg.get_action(), ArgAction::SetTrue);
             let values = toml_values(&value).map_err(|why| {
                 let msg = format!("config file {}: {key}: {why}", path.display());
@@ -154,8 +164,22 @@ where
             _ if id == "workers" && web_concurrency.is_some() => Source::WebConcurrency,
             _ => Source::Default,
         };
-        sources.insert(id.to_owned(), source);
-        values.insert(id.to_owned(), toml_literal(&matches, id));
+        let key = arg.get_long().unwrap_or(id).replace('_', "-");
+        let multiple = arg.get_num_args().is_some_and(|n| n.max_values() > 1)
+            || matches!(arg.get_action(), ArgAction::Append);
+        let Some(value) = toml_literal(&matches, id, multiple) else {
+            continue; // unset, no default: nothing to print
+        };
+        sources.insert(key.clone(), source);
+        values.insert(key, value);
+    }
+    if values.get("bind").is_none_or(|v| v == "[]") {
+        // --bind has no clap default: show what binds() will use.
+        if let Ok(binds) = args.binds() {
+            let list: Vec<String> = binds.iter().map(|b| toml_string(&b.spec)).collect();
+            values.insert("bind".into(), format!("[{}]", list.join(", ")));
+            sources.insert("bind".into(), Source::Default);
+        }
     }
     Ok(Resolved {
         args,
@@ -201,8 +225,13 @@ fn toml_values(value: &toml::Value) -> Result<Vec<String>, String> {
     })
 }
 
-/// The raw value(s) of `id` as a TOML literal.
-fn toml_literal(matches: &ArgMatches, id: &str) -> String {
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The raw value(s) of `id` as a TOML literal (`None` when unset); options
+/// that take several values are always arrays, so the output reads back.
+fn toml_literal(matches: &ArgMatches, id: &str, multiple: bool) -> Option<String> {
     let raw: Vec<String> = matches
         .get_raw(id)
         .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
@@ -211,16 +240,19 @@ fn toml_literal(matches: &ArgMatches, id: &str) -> String {
         if s.parse::<f64>().is_ok() || s == "true" || s == "false" {
             s.to_owned()
         } else {
-            toml::Value::String(s.to_owned()).to_string()
+            toml_string(s)
         }
     };
+    let list = || {
+        let items: Vec<String> = raw.iter().map(|s| toml_string(s)).collect();
+        format!("[{}]", items.join(", "))
+    };
     match raw.as_slice() {
-        [] => "\"\"".to_owned(),
-        [one] if id != "bind" => quote(one),
-        many => format!(
-            "[{}]",
-            many.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
-        ),
+        [] if multiple => Some("[]".to_owned()),
+        [] => None,
+        _ if multiple => Some(list()),
+        [one] => Some(quote(one)),
+        _ => Some(list()),
     }
 }
 
@@ -235,7 +267,7 @@ pub fn render(resolved: &Resolved) -> String {
             Source::Env(name) => format!("${name}"),
             Source::CommandLine => "command line".to_owned(),
         };
-        out.push_str(&format!("{} = {value}  # {source}\n", id.replace('_', "-")));
+        out.push_str(&format!("{id} = {value}  # {source}\n"));
     }
     out
 }
@@ -325,6 +357,47 @@ mod tests {
         assert!(
             printed.contains("bind = [\"127.0.0.1:0\", \"127.0.0.1:0\"]"),
             "{printed}"
+        );
+    }
+
+    #[test]
+    fn printed_config_reads_back() {
+        let r = parse([
+            "ferrule",
+            "m:app",
+            "-w",
+            "3",
+            "-e",
+            "A=1",
+            "--pid",
+            "/tmp/x.pid",
+        ])
+        .unwrap();
+        let printed = render(&r);
+        assert!(
+            printed.contains("bind = [\"127.0.0.1:8000\"]  # default"),
+            "{printed}"
+        );
+        assert!(printed.contains("env = [\"A=1\"]"), "{printed}");
+        assert!(printed.contains("pid = \"/tmp/x.pid\""), "{printed}");
+        assert!(
+            !printed.contains("ca-certs"),
+            "unset options are left out: {printed}"
+        );
+        let file = write(
+            &printed
+                .lines()
+                .map(|l| l.split("  #").next().unwrap())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let again = parse(["ferrule", "-c", file.0.to_str().unwrap()]).unwrap();
+        assert_eq!(again.args.app, "m:app");
+        assert_eq!(again.args.workers, 3);
+        assert_eq!(again.args.env, vec![("A".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            again.args.pidfile.as_deref(),
+            Some(std::path::Path::new("/tmp/x.pid"))
         );
     }
 

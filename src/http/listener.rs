@@ -43,7 +43,19 @@ impl Bound {
     /// The OS error, with the `--bind` value in the message.
     pub fn bind(bind: &Bind, options: ListenOptions) -> io::Result<Bound> {
         let context = |err: io::Error| {
-            io::Error::new(err.kind(), format!("cannot bind {}: {err}", bind.spec))
+            let hint = match err.kind() {
+                io::ErrorKind::AddrInUse => {
+                    ": another process is listening there; stop it or choose another address with --bind"
+                }
+                io::ErrorKind::PermissionDenied => {
+                    ": ports below 1024 need privileges; choose a port from 1024 up with --bind"
+                }
+                _ => "",
+            };
+            io::Error::new(
+                err.kind(),
+                format!("cannot bind {}: {err}{hint}", bind.spec),
+            )
         };
         if let Some(path) = &bind.unix {
             return listen_unix(path, options).map_err(context);

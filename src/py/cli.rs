@@ -153,7 +153,14 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     let server = match Server::bind(py, placeholder, &binds, &options) {
         Ok(server) => server,
         Err(err) => {
-            eprintln!("Error: {}", err.value(py));
+            // The message without Python's "[Errno N]" prefix.
+            let value = err.value(py);
+            let message = value
+                .getattr("strerror")
+                .ok()
+                .filter(|m| !m.is_none())
+                .map_or_else(|| value.to_string(), |m| m.to_string());
+            eprintln!("Error: {message}");
             return Ok(1);
         }
     };
@@ -242,6 +249,14 @@ fn load_app(py: Python<'_>, args: &Args) -> Result<Py<PyAny>, String> {
                 .getattr("AppLoadError")
                 .is_ok_and(|cls| err.get_type(py).is(&cls));
             if is_load_error {
+                if args.log_level == crate::config::cli::LogLevel::Debug {
+                    if let Ok(details) = err.value(py).getattr("details") {
+                        eprint!(
+                            "{}",
+                            details.str().map(|s| s.to_string()).unwrap_or_default()
+                        );
+                    }
+                }
                 Err(err.value(py).to_string())
             } else {
                 Err(format!("loading {:?} failed: {}", args.app, err.value(py)))

@@ -87,7 +87,14 @@ impl Server {
                 for bound in &listeners {
                     Bound::cleanup(bound);
                 }
-                PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string()))
+                // Keep an errno Python code can test (EADDRINUSE, EACCES).
+                let errno = match err.kind() {
+                    std::io::ErrorKind::AddrInUse => libc::EADDRINUSE,
+                    std::io::ErrorKind::PermissionDenied => libc::EACCES,
+                    std::io::ErrorKind::AddrNotAvailable => libc::EADDRNOTAVAIL,
+                    _ => libc::EINVAL,
+                };
+                PyOSError::new_err((errno, err.to_string()))
             })?;
             let mut shown = listener.describe();
             if options.tls.is_some() {
