@@ -173,7 +173,7 @@ where
         sources.insert(key.clone(), source);
         values.insert(key, value);
     }
-    if values.get("bind").is_none_or(|v| v == "[]") {
+    if values.get("bind").map_or(true, |v| v == "[]") {
         // --bind has no clap default: show what binds() will use.
         if let Ok(binds) = args.binds() {
             let list: Vec<String> = binds.iter().map(|b| toml_string(&b.spec)).collect();
