@@ -115,6 +115,13 @@ pub struct Args {
     #[arg(short = 'g', long, value_name = "GROUP")]
     pub group: Option<String>,
 
+    /// Name shown for the processes: `ferrule: master [NAME]` and
+    /// `ferrule: worker [NAME]` in `ps` (the full title needs the
+    /// `setproctitle` package, as in gunicorn; without it only the short
+    /// `ferrule: master`/`ferrule: worker` name is set). Default is the app spec.
+    #[arg(short = 'n', long, value_name = "NAME")]
+    pub name: Option<String>,
+
     /// Write the master's process id to this file (removed on exit).
     #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pub pidfile: Option<std::path::PathBuf>,

@@ -191,6 +191,8 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         workers + EXTRA_WORKER_SLOTS,
         usize::from(args.threads) + 1,
     )?);
+    let process_name = args.name.clone().unwrap_or_else(|| args.app.clone());
+    super::supervise::set_process_title(py, "master", &process_name);
     supervisor::signals::block()?;
     let config = MasterConfig {
         workers,
@@ -205,6 +207,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         board: board.clone(),
         max_requests: args.max_requests,
         max_requests_jitter: args.max_requests_jitter,
+        name: process_name.clone(),
         identity,
     };
     let reloader = if args.reload {

@@ -29,6 +29,8 @@ pub(crate) struct PySpawner<'a, 'py> {
     pub board: Arc<Scoreboard>,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--name`, for the workers' process titles.
+    pub name: String,
     /// `--user`/`--group`: who the workers run as.
     pub identity: Identity,
 }
@@ -156,6 +158,7 @@ impl PySpawner<'_, '_> {
             );
             return 1;
         }
+        set_process_title(py, "worker", &self.name);
         if let Err(err) = self.identity.apply() {
             errors::log(
                 py,
@@ -245,6 +248,22 @@ pub(crate) fn check_import(
         libc::WTERMSIG(status)
     );
     Err(APP_LOAD_ERROR)
+}
+
+/// Name this process `ferrule: {role} [{name}]` (module docs of `--name`).
+///
+/// The kernel's short name (`/proc/PID/comm`, 15 bytes) is set directly;
+/// the full title, shown by `ps aux`, only when `setproctitle` is installed.
+pub(crate) fn set_process_title(py: Python<'_>, role: &str, name: &str) {
+    let title = format!("ferrule: {role} [{name}]");
+    if let Ok(module) = py.import("setproctitle") {
+        let _ = module.call_method1("setproctitle", (&title,));
+    }
+    let mut short: Vec<u8> = format!("ferrule: {role}").into_bytes();
+    short.truncate(15);
+    short.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, short.as_ptr(), 0, 0, 0) };
 }
 
 /// A random number in `0..=max`, from the pid and the clock (no crate needed
