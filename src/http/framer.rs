@@ -121,10 +121,7 @@ impl Framer {
                     }
                 }
                 State::Body(n) => {
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
-                    out.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    let left = n - take as u64;
+                    let left = pass(n, &mut data, out);
                     self.state = if left == 0 {
                         State::Head
                     } else {
@@ -132,10 +129,7 @@ impl Framer {
                     };
                 }
                 State::ChunkData(n) => {
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
-                    out.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    let left = n - take as u64;
+                    let left = pass(n, &mut data, out);
                     self.state = if left == 0 {
                         State::ChunkEnd(2)
                     } else {
@@ -297,6 +291,15 @@ impl Framer {
             (false, _, Some(n)) => State::Body(n),
         })
     }
+}
+
+/// Move up to `n` body bytes from the front of `data` to `out`; the bytes of
+/// the `n` still to come.
+fn pass(n: u64, data: &mut &[u8], out: &mut Vec<u8>) -> u64 {
+    let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+    out.extend_from_slice(&data[..take]);
+    *data = &data[take..];
+    n - take as u64
 }
 
 /// The length of a head (through its empty line) if `buf` holds all of it,
