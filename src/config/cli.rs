@@ -189,11 +189,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "certfile")]
     pub ca_certs: Option<std::path::PathBuf>,
 
-    /// Seconds a client has to send a whole request head (slowloris). Default is 10.
-    ///
-    /// It also bounds how long an idle keep-alive connection stays open.
+    /// Seconds a client has, from the first byte of a request head, to send all
+    /// of it (slowloris); 408 after. Default is 10.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_positive_seconds)]
     pub header_timeout: f64,
+
+    /// Seconds an idle connection waits for its next request before it is
+    /// closed (gunicorn's `--keep-alive`). Default is 5.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_positive_seconds)]
+    pub keep_alive: f64,
 
     /// Longest wait, in seconds, for the next piece of a request body. Default is 60.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_positive_seconds)]

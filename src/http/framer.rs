@@ -19,13 +19,21 @@
 //! 3. Body bytes pass through as they arrive; the framer only counts them
 //!    (Content-Length) or follows the chunked framing, to know where the next
 //!    head starts.
-//! 4. Anything the framer cannot follow — a head hyper will refuse anyway, a
+//! 4. Time between requests and within a head is watched here too: a
+//!    connection idle (no byte of a next request) for `--keep-alive` is
+//!    closed; a head that has started but is not complete within
+//!    `--header-timeout` (slowloris) gets a 408, written like a refusal.
+//! 5. Anything the framer cannot follow — a head hyper will refuse anyway, a
 //!    chunk line it cannot read, a message after which the connection closes —
 //!    ends its judging: the rest passes through untouched, for hyper to handle.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -81,6 +89,11 @@ impl Framer {
             line: Vec::new(),
             field_size,
         }
+    }
+
+    /// Whether the framer waits for a head, and whether some of it has arrived.
+    fn awaiting_head(&self) -> Option<bool> {
+        (self.state == State::Head).then_some(!self.held.is_empty())
     }
 
     /// Feed bytes read from the socket; append what may reach hyper to `out`.
@@ -333,11 +346,27 @@ pub struct Framed<S> {
     scratch: Box<[u8]>,
     reply: Option<(Vec<u8>, usize)>,
     eof: bool,
+    timeouts: Timeouts,
+    /// When the current wait began: idle since, or head started at.
+    since: Instant,
+    /// The deadline `timer` is set to, and what it means (true: head started).
+    armed: Option<(Instant, bool)>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// `--keep-alive` and `--header-timeout`, for [`Framed`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Longest idle time between requests.
+    pub keep_alive: Duration,
+    /// Longest time from a head's first byte to its end.
+    pub header: Duration,
 }
 
 impl<S> Framed<S> {
     /// Wrap `inner`; `field_size` is `--limit-request-field-size` (0: unlimited).
-    pub fn new(inner: S, field_size: usize) -> Framed<S> {
+    pub fn new(inner: S, field_size: usize, timeouts: Timeouts) -> Framed<S> {
+        let now = Instant::now();
         Framed {
             inner,
             framer: Framer::new(field_size),
@@ -346,6 +375,43 @@ impl<S> Framed<S> {
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
             reply: None,
             eof: false,
+            timeouts,
+            since: now,
+            armed: None,
+            timer: Box::pin(tokio::time::sleep_until(now + timeouts.header)),
+        }
+    }
+
+    /// While the socket has nothing to read: arm the timer for the wait the
+    /// framer is in, and act when it has run out (point 4 of the module docs).
+    fn watch(&mut self, cx: &mut Context<'_>) {
+        let deadline = match self.framer.awaiting_head() {
+            Some(true) => Some((self.since + self.timeouts.header, true)),
+            Some(false) => Some((self.since + self.timeouts.keep_alive, false)),
+            None => None, // inside a body: --body-timeout is the reader's
+        };
+        let Some((at, started)) = deadline else {
+            return;
+        };
+        if self.armed != Some((at, started)) {
+            self.timer.as_mut().reset(at);
+            self.armed = Some((at, started));
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            if started {
+                self.reply = Some((
+                    refusal_response(&Refusal {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        reason: format!(
+                            "the request head did not arrive within {} s (--header-timeout)",
+                            self.timeouts.header.as_secs_f64()
+                        ),
+                    }),
+                    0,
+                ));
+            } else {
+                self.eof = true; // idle past --keep-alive: close quietly
+            }
         }
     }
 }
@@ -388,16 +454,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
                 return Poll::Ready(Ok(())); // end of input for hyper
             }
             let mut scratch = ReadBuf::new(&mut this.scratch);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
+            if Pin::new(&mut this.inner)
+                .poll_read(cx, &mut scratch)?
+                .is_pending()
+            {
+                this.watch(cx);
+                if this.eof || this.reply.is_some() {
+                    continue;
+                }
+                return Poll::Pending;
+            }
             let filled = scratch.filled();
             if filled.is_empty() {
                 this.eof = true;
                 continue;
             }
+            let before = this.framer.awaiting_head();
             this.ready.clear();
             this.pos = 0;
             if let Err(refusal) = this.framer.feed(filled, &mut this.ready) {
                 this.reply = Some((refusal_response(&refusal), 0));
+            }
+            // A new wait starts when a head begins or a message ends.
+            let after = this.framer.awaiting_head();
+            if after != before || after == Some(false) {
+                this.since = Instant::now();
             }
         }
     }

@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub graceful_timeout: Duration,
     /// How long a client may take to send a whole request head. Default is 10 s.
     pub header_timeout: Duration,
+    /// How long a connection may stay idle between requests. Default is 5 s.
+    pub keep_alive: Duration,
     /// After the stop, how long a connection may still start a request before
     /// it is closed when idle. Default is 0 (close idle connections at once).
     ///
@@ -60,6 +62,7 @@ impl Default for RunOptions {
             sequential: false,
             graceful_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
             drain_window: Duration::ZERO,
             limits: Limits::default(),
             tls: None,
@@ -224,6 +227,7 @@ where
     let drain_window = options.drain_window;
     let header_timeout = options.header_timeout;
     let limits = options.limits;
+    let keep_alive = options.keep_alive;
     async move {
         let abort = Arc::new(Notify::new());
         let aborted = abort.clone();
@@ -239,13 +243,19 @@ where
             // abort the connection.
             .half_close(true)
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
+            // The framer times heads (408) and idle connections; hyper's own
+            // timer is the backstop for a connection the framer stopped judging.
+            .header_read_timeout(header_timeout + keep_alive)
             .max_headers(limits.hyper_max_headers())
             .max_buf_size(limits.head_buffer());
         // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
         // 400/414/431 for a malformed head and closes without flushing it, so the
         // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
-        let stream = super::framer::Framed::new(stream, limits.field_size);
+        let timeouts = super::framer::Timeouts {
+            keep_alive,
+            header: header_timeout,
+        };
+        let stream = super::framer::Framed::new(stream, limits.field_size, timeouts);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         let mut stopping = false;

@@ -140,6 +140,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         },
         trusted: Arc::new(args.forwarded_allow_ips.clone()),
         header_timeout: Duration::from_secs_f64(args.header_timeout),
+        keep_alive: Duration::from_secs_f64(args.keep_alive),
         body_timeout: Duration::from_secs_f64(args.body_timeout),
         access: args.access_logfile.as_ref().map(|_| {
             Arc::new(AccessLog {

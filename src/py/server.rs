@@ -47,6 +47,7 @@ pub struct Server {
     proxy_protocol: Option<Arc<TrustedProxies>>,
     inline: bool,
     header_timeout: Duration,
+    keep_alive: Duration,
     body_timeout: Duration,
     stop: watch::Sender<bool>,
 }
@@ -133,6 +134,7 @@ impl Server {
             proxy_protocol: options.proxy_protocol.clone(),
             inline: std::env::var_os("FERRULE_NO_INLINE").is_none(),
             header_timeout: options.header_timeout,
+            keep_alive: options.keep_alive,
             body_timeout: options.body_timeout,
             stop: watch::Sender::new(false),
         })
@@ -230,6 +232,7 @@ impl Server {
             sequential: mode.sequential,
             graceful_timeout: self.graceful_timeout,
             header_timeout: self.header_timeout,
+            keep_alive: self.keep_alive,
             drain_window: mode.drain_window,
             limits: self.limits,
             tls: self.tls.clone(),
@@ -346,6 +349,8 @@ pub(crate) struct BindOptions {
     pub proxy_protocol: Option<Arc<TrustedProxies>>,
     /// `--header-timeout`: the whole request head must arrive within it.
     pub header_timeout: Duration,
+    /// `--keep-alive`: the longest idle time between requests.
+    pub keep_alive: Duration,
     /// `--body-timeout`: the longest wait for the next piece of a body.
     pub body_timeout: Duration,
 }
@@ -365,6 +370,7 @@ impl BindOptions {
             tls: None,
             proxy_protocol: None,
             header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
             body_timeout: Duration::from_secs(60),
         }
     }
