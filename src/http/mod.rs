@@ -9,6 +9,7 @@ pub mod body;
 pub mod dispatch;
 pub mod framer;
 pub mod framing;
+pub mod fuzz;
 pub mod limits;
 pub mod listener;
 pub mod proxy_protocol;

@@ -1,4 +1,5 @@
 //! ferrule's Rust integration tests: one binary (STYLE.md rule 12).
 
+mod fuzz;
 mod http_raw;
 mod router;
