@@ -30,9 +30,10 @@ docs: build-dev ## regenerate the README's option table from the CLI definition
 	$(PY) scripts/update_readme_options.py README.md
 
 .PHONY: lint-rust
-lint-rust: ## cargo fmt --check and clippy -D warnings
+lint-rust: ## cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet
 
 .PHONY: lint-python
 lint-python: $(PY) ## ruff check and ruff format --check
