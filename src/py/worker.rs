@@ -169,12 +169,12 @@ impl Queues {
 fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
     Python::with_gil(|py| {
         while let Some(work) = queues.next(py) {
-            let label = match &work {
-                Work::Job(job) => format!("{} {}", job.parts.method, job.parts.uri),
-                Work::Call(call) => format!("{} {}", call.parts.method, call.parts.uri),
-            };
             if let Some((board, slot)) = &context.board {
-                board.begin(*slot, thread, label.as_bytes());
+                let parts = match &work {
+                    Work::Job(job) => &job.parts,
+                    Work::Call(call) => &call.parts,
+                };
+                mark_busy(board, *slot, thread, parts);
             }
             match work {
                 Work::Job(job) => {
@@ -208,8 +208,7 @@ pub(crate) fn inline_handler(
     Arc::new(move |job: Job| {
         Python::with_gil(|py| {
             if let Some((board, worker)) = &context.board {
-                let label = format!("{} {}", job.parts.method, job.parts.uri);
-                board.begin(*worker, slot, label.as_bytes());
+                mark_busy(board, *worker, slot, &job.parts);
             }
             if let Some(call) = begin(py, &context, job, true) {
                 if call.finishes_inline(py) {
@@ -224,6 +223,20 @@ pub(crate) fn inline_handler(
             }
         });
     })
+}
+
+/// Record in the scoreboard that `thread` runs the request of `parts`.
+fn mark_busy(board: &Scoreboard, worker: usize, thread: usize, parts: &http::request::Parts) {
+    let method = parts.method.as_str().as_bytes();
+    match parts.uri.path_and_query() {
+        Some(target) if parts.uri.scheme().is_none() => {
+            board.begin_parts(worker, thread, &[method, b" ", target.as_str().as_bytes()]);
+        }
+        _ => {
+            let target = parts.uri.to_string();
+            board.begin_parts(worker, thread, &[method, b" ", target.as_bytes()]);
+        }
+    }
 }
 
 /// A request between the application call and the end of its response; it can

@@ -135,10 +135,21 @@ impl Scoreboard {
 
     /// Worker side: thread `thread` starts the request `label`.
     pub fn begin(&self, worker: usize, thread: usize, label: &[u8]) {
+        self.begin_parts(worker, thread, &[label]);
+    }
+
+    /// [`Scoreboard::begin`] with the label given in pieces (`METHOD`, ` `,
+    /// `/path`), so the hot path builds no string.
+    pub fn begin_parts(&self, worker: usize, thread: usize, pieces: &[&[u8]]) {
         let slot = self.slot(worker, thread);
-        let n = label.len().min(LABEL);
         // SAFETY: only this thread writes this slot's label (module docs).
-        unsafe { (&mut *slot.label.get())[..n].copy_from_slice(&label[..n]) };
+        let label = unsafe { &mut *slot.label.get() };
+        let mut n = 0;
+        for piece in pieces {
+            let take = piece.len().min(LABEL - n);
+            label[n..n + take].copy_from_slice(&piece[..take]);
+            n += take;
+        }
         slot.label_len.store(n as u32, Ordering::Relaxed);
         slot.busy_since_ms.store(now_ms().max(1), Ordering::Release);
     }
