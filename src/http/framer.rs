@@ -165,19 +165,36 @@ impl Framer {
                     };
                 }
                 State::ChunkLine | State::Trailers => {
+                    // A chunk-size line is held back until it is whole and
+                    // checked; trailer lines pass as they come.
+                    let holding = self.state == State::ChunkLine;
                     let Some(pos) = data.iter().position(|&b| b == b'\n') else {
-                        out.extend_from_slice(data);
+                        if !holding {
+                            out.extend_from_slice(data);
+                        }
                         self.line.extend_from_slice(data);
                         if self.line.len() > 64 * 1024 {
+                            if holding {
+                                out.extend_from_slice(POISON);
+                            }
                             self.state = State::PassThrough;
                         }
                         return Ok(());
                     };
-                    out.extend_from_slice(&data[..=pos]);
-                    self.line.extend_from_slice(&data[..=pos]);
+                    let end = &data[..=pos];
+                    self.line.extend_from_slice(end);
                     data = &data[pos + 1..];
                     let line = std::mem::take(&mut self.line);
-                    self.state = self.after_line(&line);
+                    let next = self.after_line(&line);
+                    match (holding, &next) {
+                        // A malformed chunk line: hand hyper a chunk size it
+                        // refuses, so the body fails where it is read (400
+                        // from the application side), and pass nothing more.
+                        (true, State::Refused) => out.extend_from_slice(POISON),
+                        (true, _) => out.extend_from_slice(&line),
+                        (false, _) => out.extend_from_slice(end),
+                    }
+                    self.state = next;
                 }
             }
         }
@@ -218,14 +235,16 @@ impl Framer {
                 State::Trailers
             };
         }
-        let size = content.split(|&b| b == b';').next().unwrap_or_default();
-        let Ok(text) = std::str::from_utf8(size) else {
-            return State::PassThrough;
-        };
-        match u64::from_str_radix(text.trim_end_matches([' ', '\t']), 16) {
+        // chunk-size = 1*HEXDIG, then chunk-ext (RFC 9112 §7.1, §7.1.1).
+        let digits = content.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        if digits == 0 || digits > 16 || !valid_chunk_ext(&content[digits..]) {
+            return State::Refused;
+        }
+        let text = std::str::from_utf8(&content[..digits]).expect("hex digits are ASCII");
+        match u64::from_str_radix(text, 16) {
             Ok(0) => State::Trailers,
             Ok(n) => State::ChunkData(n),
-            Err(_) => State::PassThrough,
+            Err(_) => State::Refused,
         }
     }
 
@@ -303,6 +322,65 @@ impl Framer {
             (false, _, Some(0) | None) => State::Head,
             (false, _, Some(n)) => State::Body(n),
         })
+    }
+}
+
+/// What the framer hands hyper in place of a malformed chunk-size line.
+pub(crate) const POISON: &[u8] = b"!\r\n";
+
+/// `chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, with
+/// `ext-val = token / quoted-string` (RFC 9112 §7.1.1, RFC 9110 §5.6).
+fn valid_chunk_ext(mut rest: &[u8]) -> bool {
+    fn tchar(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    }
+    fn bws(rest: &mut &[u8]) {
+        while let [b' ' | b'\t', tail @ ..] = rest {
+            *rest = tail;
+        }
+    }
+    fn token<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+        let n = rest.iter().take_while(|&&b| tchar(b)).count();
+        let (name, tail) = rest.split_at(n);
+        *rest = tail;
+        name
+    }
+    loop {
+        bws(&mut rest);
+        let [b';', tail @ ..] = rest else {
+            return rest.is_empty();
+        };
+        rest = tail;
+        bws(&mut rest);
+        if token(&mut rest).is_empty() {
+            return false;
+        }
+        bws(&mut rest);
+        let [b'=', tail @ ..] = rest else { continue };
+        rest = tail;
+        bws(&mut rest);
+        if let [b'"', tail @ ..] = rest {
+            // quoted-string: qdtext or quoted-pair up to the closing quote.
+            let mut i = 0;
+            loop {
+                match tail.get(i) {
+                    None => return false,
+                    Some(b'"') => break,
+                    Some(b'\\')
+                        if tail
+                            .get(i + 1)
+                            .is_some_and(|&c| c == b'\t' || c >= 0x20 && c != 0x7f) =>
+                    {
+                        i += 2
+                    }
+                    Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f && c != b'\\') => i += 1,
+                    Some(_) => return false,
+                }
+            }
+            rest = &tail[i + 1..];
+        } else if token(&mut rest).is_empty() {
+            return false;
+        }
     }
 }
 
@@ -614,6 +692,37 @@ mod tests {
         let (out, refusal) = whole(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(refusal, None);
         assert_eq!(out, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn chunk_extensions_are_checked() {
+        for ext in [&b""[..], b";a", b";a=b", b" ; a = \"q \\\" x\"", b";a;b=c"] {
+            assert!(valid_chunk_ext(ext), "{:?}", String::from_utf8_lossy(ext));
+        }
+        for ext in [
+            &b";"[..],
+            b";a b",
+            b";a=\x01",
+            b";a=\"b",
+            b";=b",
+            b";a\0b",
+            b"x",
+        ] {
+            assert!(!valid_chunk_ext(ext), "{:?}", String::from_utf8_lossy(ext));
+        }
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n";
+        let (out, refusal) = whole(raw);
+        assert_eq!(
+            refusal, None,
+            "mid-body: hyper is made to fail the body instead"
+        );
+        assert!(
+            out.ends_with(b"\r\n\r\n!\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+        let (out, _) = whole(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n");
+        assert!(out.ends_with(b"!\r\n"));
     }
 
     #[test]
