@@ -346,17 +346,25 @@ fn valid_chunk_ext(mut rest: &[u8]) -> bool {
         name
     }
     loop {
+        if rest.is_empty() {
+            return true;
+        }
+        // BWS only ever comes before a ";" or an "=": "0 " is malformed.
         bws(&mut rest);
         let [b';', tail @ ..] = rest else {
-            return rest.is_empty();
+            return false;
         };
         rest = tail;
         bws(&mut rest);
         if token(&mut rest).is_empty() {
             return false;
         }
+        let before = rest;
         bws(&mut rest);
-        let [b'=', tail @ ..] = rest else { continue };
+        let [b'=', tail @ ..] = rest else {
+            rest = before;
+            continue;
+        };
         rest = tail;
         bws(&mut rest);
         if let [b'"', tail @ ..] = rest {
@@ -707,6 +715,8 @@ mod tests {
             b";=b",
             b";a\0b",
             b"x",
+            b" ",
+            b";a ",
         ] {
             assert!(!valid_chunk_ext(ext), "{:?}", String::from_utf8_lossy(ext));
         }

@@ -113,8 +113,6 @@ XFAIL_WITH_HOST: dict[str, str] = {
     "invalid/019": "with --forwarded-allow-ips '*', ferrule serves X-Forwarded-Proto: https "
     "plus X-Forwarded-Ssl: off (200, wsgi.url_scheme https): it ignores X-Forwarded-Ssl, "
     "so conflicting scheme headers are not rejected with 400",
-    "invalid/chunked_09": "ferrule accepts the last-chunk line '0 ' (a space after the "
-    "size, no extension) and serves the request (200) instead of 400",
 }
 
 MODES = ("whole", "lines", "bytes")
