@@ -1,0 +1,1 @@
+"""``django``: a small Django project (no database) whose index is a template view."""
