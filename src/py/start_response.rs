@@ -328,7 +328,9 @@ impl StartResponse {
                 _ => self.commit(ResponseBody::Empty, Some(0)),
             };
         }
-        if self.remaining.is_some_and(|r| r > 0) && !self.no_body {
+        // A client that left mid-body is not the application's fault: only a body
+        // that really ended short is worth a warning.
+        if self.remaining.is_some_and(|r| r > 0) && !self.no_body && !self.disconnected {
             let why = "the body was shorter than its Content-Length; closing the connection";
             errors::log(py, "warning", why);
             self.push(py, Err(BodyError(why.to_owned())));
