@@ -116,6 +116,32 @@ def start_ferrule(
     raise AssertionError("ferrule did not listen within 30 s:\n" + log_path.read_text())
 
 
+class ServerPool:
+    """One ``ferrule`` per argument list, started on first use (and again if it died).
+
+    Every server gets ``FERRULE_TEST_STATE=state``, so the test apps share one call log;
+    ``base_args`` go before each server's own arguments.
+    """
+
+    def __init__(self, state: Path, *base_args: str) -> None:
+        self.state = state
+        self.base_args = base_args
+        self.running: dict[tuple[str, ...], RunningServer] = {}
+
+    def get(self, *args: str) -> RunningServer:
+        server = self.running.get(args)
+        if server is None or server.proc.poll() is not None:
+            env = {"FERRULE_TEST_STATE": str(self.state)}
+            server = start_ferrule(*self.base_args, *args, env=env)
+            self.running[args] = server
+        return server
+
+    def stop(self) -> None:
+        for server in self.running.values():
+            server.stop()
+            server.log_path.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def ferrule_server() -> Iterator:
     """Factory fixture: ``ferrule_server(*args, cwd=..., env=...)`` → RunningServer."""

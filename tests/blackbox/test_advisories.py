@@ -22,13 +22,13 @@ import re
 import socket
 import struct
 import time
-from pathlib import Path
 
 import pytest
 from apps.advisory_apps import cpu_seconds, fd_count, worker_pids
 from apps.hardening_apps import calls
 from apps.wire import Response, Wire, chunked
-from conftest import RunningServer, start_ferrule
+from conftest import RunningServer
+from conftest import ServerPool as Servers
 
 IO_TIMEOUT = 5.0
 ECHO = "apps.hardening_apps:echo"
@@ -36,32 +36,9 @@ REDIRECT = "apps.advisory_apps:redirect"
 _ids = itertools.count()
 
 
-class Servers:
-    """One ferrule per (application, options), started on first use, sharing a call log."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.running: dict[tuple[str, ...], RunningServer] = {}
-
-    def get(self, app: str = ECHO, *args: str) -> RunningServer:
-        key = (app, *args)
-        server = self.running.get(key)
-        if server is None or server.proc.poll() is not None:
-            server = start_ferrule(
-                app, "--threads", "4", *args, env={"FERRULE_TEST_STATE": str(self.state)}
-            )
-            self.running[key] = server
-        return server
-
-    def stop(self) -> None:
-        for server in self.running.values():
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    s = Servers(tmp_path_factory.mktemp("advisories-state"))
+    s = Servers(tmp_path_factory.mktemp("advisories-state"), "--threads", "4")
     yield s
     s.stop()
 
@@ -98,7 +75,7 @@ def assert_refused(
     """``raw`` gets ``status``, then a close with nothing more (bounded: a connection
     still open after IO_TIMEOUT fails); ``smuggled`` never reaches the application."""
     want = {status} if isinstance(status, int) else status
-    server = server or servers.get()
+    server = server or servers.get(ECHO)
     with Wire(server.port, timeout=IO_TIMEOUT) as w:
         try:
             w.send(raw)
@@ -310,7 +287,7 @@ def test_cve_2019_16786_chunked_framing_follows_the_final_coding(servers, te):
     """The accepted side of CVE-2019-16786: whenever the final coding is ``chunked``
     (names are case-insensitive, RFC 9112 §7), the body is framed by its chunks, whatever
     it contains, and the pipelined request after it is a request of its own."""
-    server = servers.get()
+    server = servers.get(ECHO)
     payload = get("/inside-the-body")  # must stay body bytes
     raw = post([("Transfer-Encoding", te)], chunked(payload, 7)) + get("/after")
     with Wire(server.port, timeout=IO_TIMEOUT) as w:
@@ -361,7 +338,7 @@ def test_cve_2019_16789_only_sp_and_htab_are_whitespace(servers, case, with_cl):
 def test_cve_2019_16789_sp_and_htab_around_a_value_are_ows(servers):
     """The accepted side: SP and HTAB around ``chunked`` are OWS (RFC 9110 §5.5), the
     request is chunked and its body is exactly the chunk data."""
-    server = servers.get()
+    server = servers.get(ECHO)
     with Wire(server.port, timeout=IO_TIMEOUT) as w:
         w.send(post([("Transfer-Encoding", "\t chunked \t")], chunked(b"hello")))
         assert echoed(w.read_response())["body"] == "hello"
@@ -396,7 +373,7 @@ def test_cve_2019_16792_content_length_sent_twice(servers, values, accepted):
     if not accepted:
         assert_refused(servers, raw, 400, hidden)
         return
-    server = servers.get()
+    server = servers.get(ECHO)
     resp, rest = _first_and_rest(server.port, raw)
     if resp.status == 200:
         assert json.loads(resp.body)["body"].encode("latin-1") == body
@@ -545,7 +522,7 @@ def test_cve_2022_24761_invalid_chunk_extension_is_refused(servers, case):
 def test_cve_2022_24761_valid_chunk_extensions_are_ignored(servers):
     """The accepted side: well-formed extensions (BWS, token and quoted-string values)
     are skipped and the body is the chunk data (RFC 9112 §7.1.1)."""
-    server = servers.get()
+    server = servers.get(ECHO)
     body = b'5;a=b;c="d e"\r\nhello\r\n3 ; x = y\r\n, w\r\n0;last\r\n\r\n'
     with Wire(server.port, timeout=IO_TIMEOUT) as w:
         w.send(post([("Transfer-Encoding", "chunked")], body))
@@ -599,7 +576,7 @@ def test_cve_2024_49768_nothing_processed_after_a_failing_first_request(servers,
     first, want = CVE_2024_49768_FIRST[case]
     if case.startswith("exactly-"):
         assert len(first) == int(case.split("-")[1])
-    server = servers.get()
+    server = servers.get(ECHO)
     with Wire(server.port, timeout=IO_TIMEOUT) as w:
         follower = get(hidden) * 3
         try:

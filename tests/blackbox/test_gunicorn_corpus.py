@@ -44,12 +44,12 @@ import re
 import select
 import socket
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from apps.hardening_apps import calls
 from apps.wire import Response, Wire
-from conftest import RunningServer, require_shared, shared_dir, start_ferrule
+from conftest import RunningServer, require_shared, shared_dir
+from conftest import ServerPool as Servers
 
 SUB = "conformance/gunicorn-requests"
 IO_TIMEOUT = 5.0  # every socket wait is bounded by this
@@ -147,36 +147,11 @@ def server_args(case: dict) -> tuple[str, ...] | str:
     return tuple(args)
 
 
-class Servers:
-    """One ferrule per option set, started on first use, stopped at module teardown."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.running: dict[tuple[str, ...], RunningServer] = {}
-
-    def get(self, args: tuple[str, ...]) -> RunningServer:
-        server = self.running.get(args)
-        if server is None or server.proc.poll() is not None:
-            server = start_ferrule(
-                "apps.hardening_apps:echo",
-                *BASE_ARGS,
-                *args,
-                env={"FERRULE_TEST_STATE": str(self.state)},
-            )
-            self.running[args] = server
-        return server
-
-    def stop(self) -> None:
-        for server in self.running.values():
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     require_shared(SUB)
     state = tmp_path_factory.mktemp("corpus-state")
-    pool = Servers(state)
+    pool = Servers(state, *BASE_ARGS, "apps.hardening_apps:echo")
     yield pool
     pool.stop()
 
@@ -185,7 +160,7 @@ def server_for(servers: Servers, case: dict) -> RunningServer:
     args = server_args(case)
     if isinstance(args, str):
         pytest.skip(f"{case['name']} not applicable: {args}")
-    return servers.get(args)
+    return servers.get(*args)
 
 
 # --------------------------------------------------------------------------- bytes

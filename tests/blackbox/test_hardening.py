@@ -17,12 +17,12 @@ import json
 import re
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from apps.hardening_apps import HOP_HEADERS, calls
 from apps.wire import Response, Wire, chunked
-from conftest import RunningServer, start_ferrule
+from conftest import RunningServer
+from conftest import ServerPool as Pool
 
 IO_TIMEOUT = 5.0
 ECHO, HOP = "apps.hardening_apps:echo", "apps.hardening_apps:hop"
@@ -40,32 +40,9 @@ ZERO = (
 )  # fmt: skip
 
 
-class Pool:
-    """One ferrule per (application, options), started on first use."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.running: dict[tuple[str, ...], RunningServer] = {}
-
-    def get(self, app: str, *args: str) -> RunningServer:
-        key = (app, *args)
-        server = self.running.get(key)
-        if server is None or server.proc.poll() is not None:
-            server = start_ferrule(
-                app, "--threads", "4", *args, env={"FERRULE_TEST_STATE": str(self.state)}
-            )
-            self.running[key] = server
-        return server
-
-    def stop(self) -> None:
-        for server in self.running.values():
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
-
-
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    p = Pool(tmp_path_factory.mktemp("hardening-state"))
+    p = Pool(tmp_path_factory.mktemp("hardening-state"), "--threads", "4")
     yield p
     p.stop()
 
