@@ -64,6 +64,9 @@ pub struct StartResponse {
     /// thread takes the response over ([`StartResponse::leave_inline`]).
     inline: bool,
     overflow: std::collections::VecDeque<Chunk>,
+    /// The body is complete but chunks still wait in `overflow`: the channel
+    /// closes once they are delivered ([`StartResponse::pump`]).
+    ending: bool,
 }
 
 impl StartResponse {
@@ -86,6 +89,7 @@ impl StartResponse {
             bytes_sent: 0,
             inline: false,
             overflow: std::collections::VecDeque::new(),
+            ending: false,
         }
     }
 
@@ -101,6 +105,56 @@ impl StartResponse {
             if !self.deliver(py, item) {
                 self.overflow.clear();
             }
+        }
+        if self.ending {
+            self.stream = None;
+        }
+    }
+
+    /// Inline: move chunks that waited in `overflow` into the connection's
+    /// channel while it has room. Returns the channel to wait on when some
+    /// still wait (`None`: nothing waits, or the client is gone).
+    pub(crate) fn pump(&mut self) -> Option<mpsc::Sender<Chunk>> {
+        while let Some(item) = self.overflow.pop_front() {
+            let Some(tx) = &self.stream else {
+                self.overflow.clear();
+                return None;
+            };
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(TrySendError::Full(item)) => {
+                    self.overflow.push_front(item);
+                    return Some(tx.clone());
+                }
+                Err(TrySendError::Closed(_)) => {
+                    self.overflow.clear();
+                    self.disconnected = true;
+                    self.stream = None;
+                    return None;
+                }
+            }
+        }
+        if self.ending {
+            self.stream = None;
+        }
+        None
+    }
+
+    /// The connection's channel when it is full (inline: wait before the
+    /// next chunk is produced, so a slow client parks only its response).
+    pub(crate) fn full_stream(&self) -> Option<mpsc::Sender<Chunk>> {
+        self.stream
+            .as_ref()
+            .filter(|tx| tx.capacity() == 0)
+            .cloned()
+    }
+
+    /// Close the channel, once the chunks waiting in `overflow` are in it.
+    fn end_stream(&mut self) {
+        if self.overflow.is_empty() {
+            self.stream = None;
+        } else {
+            self.ending = true;
         }
     }
 
@@ -250,6 +304,11 @@ impl StartResponse {
             return Ok(());
         }
         if !self.sent {
+            // The first chunk is the whole declared body (a framework's usual
+            // response): no channel needed.
+            if self.declared_length() == Some(data.len() as u64) {
+                return self.commit(ResponseBody::Full(Some(data)), None);
+            }
             self.commit_stream(None)?;
             if !self.wants_body() {
                 return Ok(());
@@ -265,7 +324,7 @@ impl StartResponse {
         self.bytes_sent += data.len() as u64;
         self.push(py, Ok(data));
         if self.remaining == Some(0) {
-            self.stream = None;
+            self.end_stream();
         }
         Ok(())
     }
@@ -335,7 +394,7 @@ impl StartResponse {
             errors::log(py, "warning", why);
             self.push(py, Err(BodyError(why.to_owned())));
         }
-        self.stream = None;
+        self.end_stream();
         Ok(())
     }
 
@@ -347,7 +406,7 @@ impl StartResponse {
                 py,
                 Err(BodyError("the application failed mid-response".to_owned())),
             );
-            self.stream = None;
+            self.end_stream();
         } else if let Some(reply) = self.reply.take() {
             self.sent = true;
             let message = match status {

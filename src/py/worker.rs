@@ -1,8 +1,10 @@
-//! Python threads that call the application.
+//! Python threads that call the application, and the inline path.
 //!
 //! Each thread attaches to the interpreter once and keeps its thread state for
 //! its whole life; it releases the GIL only while it waits for the next
-//! [`Job`] or for the client. Per request it builds the environ, calls
+//! [`Job`] or for the client. With `--threads 1` the event loop's thread calls
+//! the application itself ([`inline_handler`]) and iterates the response one
+//! item per turn of the loop ([`iterate_inline`]). Per request it builds the environ, calls
 //! `app(environ, start_response)`, sends the body, and calls the iterable's
 //! `close()` exactly once, whatever happened (PEP 3333: "the server must call
 //! close() upon completion of the current request, whether the request was
@@ -196,10 +198,13 @@ fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
 ///
 /// A response that is complete when the application returns (a one-element
 /// list or tuple of bytes, or an exception before anything was sent) is
-/// finished right there. Anything that could make the loop's thread wait on a
-/// client — a generator, `wsgi.file_wrapper`, `write()` — is handed to a
-/// worker thread after the call, so a slow client still holds nothing but its
-/// own connection.
+/// finished right there. Any other iterable is iterated on the loop's thread
+/// too, one item per turn of the loop ([`iterate_inline`]): each block is
+/// handed to the connection before the next is asked for (PEP 3333: a server
+/// "must not delay the transmission of any block"), and while the client is
+/// slow to take them only this response waits. A regular file behind
+/// `wsgi.file_wrapper` is handed to a worker thread, which sends it without
+/// the GIL.
 pub(crate) fn inline_handler(
     context: Arc<WorkerContext>,
     handoff: crossbeam_channel::Sender<Call>,
@@ -210,19 +215,143 @@ pub(crate) fn inline_handler(
             if let Some((board, worker)) = &context.board {
                 mark_busy(board, *worker, slot, &job.parts);
             }
+            let mut pending = None;
             if let Some(call) = begin(py, &context, job, true) {
-                if call.finishes_inline(py) {
-                    complete(py, &context, call);
-                } else if let Err(unsent) = handoff.send(call) {
-                    // No worker thread is left (shutting down): finish here.
-                    complete(py, &context, unsent.0);
+                match call.inline_plan(py) {
+                    Plan::Finish => complete(py, &context, call),
+                    Plan::Iterate => pending = Some(call),
+                    Plan::HandOff => {
+                        if let Err(unsent) = handoff.send(call) {
+                            // No worker thread is left (shutting down): finish here.
+                            complete(py, &context, unsent.0);
+                        }
+                    }
                 }
             }
             if let Some((board, worker)) = &context.board {
-                board.end(*worker, slot);
+                if pending.is_some() {
+                    board.pause(*worker, slot);
+                } else {
+                    board.end(*worker, slot);
+                }
+            }
+            if let Some(call) = pending {
+                context
+                    .runtime
+                    .spawn(iterate_inline(context.clone(), call, slot));
             }
         });
     })
+}
+
+/// Send the rest of an inline response, one item of the application's
+/// iterable per turn of the event loop, then `close()` it and end the
+/// response (see [`inline_handler`]).
+async fn iterate_inline(context: Arc<WorkerContext>, call: Call, slot: usize) {
+    let mut iteration = Iteration {
+        call: Some(call),
+        iterator: None,
+    };
+    loop {
+        let step = Python::with_gil(|py| iteration.step(py, &context, slot));
+        match step {
+            Step::Done => return,
+            // The client is slow: wait for room without holding anything else.
+            Step::Wait(tx) => drop(tx.reserve().await),
+            // Let the connection write this block before the next is made.
+            Step::Next => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// An inline response being iterated.
+struct Iteration {
+    /// `None` once the response is complete.
+    call: Option<Call>,
+    iterator: Option<Py<pyo3::types::PyIterator>>,
+}
+
+enum Step {
+    Done,
+    Wait(tokio::sync::mpsc::Sender<Result<Bytes, crate::http::BodyError>>),
+    Next,
+}
+
+impl Iteration {
+    /// Take one item of the iterable and send it; at the end (or on an
+    /// error), call `close()` and finish the response.
+    fn step(&mut self, py: Python<'_>, context: &WorkerContext, slot: usize) -> Step {
+        let Some(call) = self.call.as_ref() else {
+            return Step::Done;
+        };
+        let start_response = call.start_response.bind(py).clone();
+        if let Some(tx) = start_response.borrow_mut().pump() {
+            return Step::Wait(tx);
+        }
+        if let Some((board, worker)) = &context.board {
+            mark_busy(board, *worker, slot, &call.parts);
+        }
+        let outcome = self.advance(py, &start_response);
+        let step = match outcome {
+            Ok(true) => match start_response.borrow().full_stream() {
+                Some(tx) => Step::Wait(tx),
+                None => Step::Next,
+            },
+            Ok(false) => {
+                let call = self.call.take().expect("checked above");
+                let iterable = call.result.as_ref().map(|it| it.clone_ref(py));
+                let closed = iterable.map_or(Ok(()), |it| close(py, it.bind(py)));
+                let outcome = closed.and_then(|()| call.start_response.borrow_mut(py).finish(py));
+                conclude(py, context, call, outcome);
+                Step::Done
+            }
+            Err(err) => {
+                let call = self.call.take().expect("checked above");
+                if let Ok(iterable) = &call.result {
+                    if let Err(close_err) = close(py, iterable.bind(py)) {
+                        errors::log_exception(py, "close() of the response failed", &close_err);
+                    }
+                }
+                conclude(py, context, call, Err(err));
+                Step::Done
+            }
+        };
+        if let Some((board, worker)) = &context.board {
+            if matches!(step, Step::Done) {
+                board.end(*worker, slot);
+            } else {
+                board.pause(*worker, slot);
+            }
+        }
+        step
+    }
+
+    /// Send the next item; `Ok(false)` when the body is complete.
+    fn advance(
+        &mut self,
+        py: Python<'_>,
+        start_response: &Bound<'_, StartResponse>,
+    ) -> PyResult<bool> {
+        let call = self.call.as_ref().expect("a call in progress");
+        let iterable = match &call.result {
+            Ok(iterable) => iterable.bind(py),
+            Err(err) => return Err(err.clone_ref(py)),
+        };
+        if self.iterator.is_none() {
+            self.iterator = Some(iterable.try_iter()?.unbind());
+        }
+        let iterator = self.iterator.as_ref().expect("set above").bind(py);
+        let Some(item) = iterator.clone().next() else {
+            return Ok(false);
+        };
+        let item = item?;
+        let Ok(bytes) = item.downcast::<PyBytes>() else {
+            return Err(not_bytes(&item));
+        };
+        let mut sr = start_response.borrow_mut();
+        sr.send(py, chunk(bytes))?;
+        Ok(sr.wants_body())
+    }
 }
 
 /// Record in the scoreboard that `thread` runs the request of `parts`.
@@ -251,16 +380,32 @@ pub(crate) struct Call {
     result: PyResult<Py<PyAny>>,
 }
 
+/// What the inline path does with a call once the application returned.
+enum Plan {
+    /// The response is complete now: finish it here.
+    Finish,
+    /// Iterate it on the event loop's thread ([`iterate_inline`]).
+    Iterate,
+    /// A regular file: a worker thread sends it without the GIL.
+    HandOff,
+}
+
 impl Call {
-    fn finishes_inline(&self, py: Python<'_>) -> bool {
-        if self.start_response.borrow(py).sent() {
-            return false;
-        }
-        match &self.result {
-            Err(_) => true,
-            Ok(iterable) => {
-                single_item(iterable.bind(py)).is_some_and(|item| item.is_instance_of::<PyBytes>())
+    fn inline_plan(&self, py: Python<'_>) -> Plan {
+        let iterable = match &self.result {
+            Err(_) => return Plan::Finish,
+            Ok(iterable) => iterable.bind(py),
+        };
+        if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
+            if wrapper.borrow().is_regular_file(py) {
+                return Plan::HandOff;
             }
+        }
+        let sent = self.start_response.borrow(py).sent();
+        if !sent && single_item(iterable).is_some_and(|item| item.is_instance_of::<PyBytes>()) {
+            Plan::Finish
+        } else {
+            Plan::Iterate
         }
     }
 }
@@ -333,6 +478,25 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
 /// Send the body, call `close()`, end the response, log; never raises: every
 /// failure is logged and answered.
 fn complete(py: Python<'_>, context: &WorkerContext, call: Call) {
+    let start_response = call.start_response.bind(py);
+    start_response.borrow_mut().leave_inline(py);
+    let outcome = match &call.result {
+        Ok(iterable) => {
+            let iterable = iterable.bind(py);
+            let sent = send_body(py, start_response, iterable);
+            let closed = close(py, iterable);
+            sent.and(closed)
+                .and_then(|()| start_response.borrow_mut().finish(py))
+        }
+        Err(err) => Err(err.clone_ref(py)),
+    };
+    conclude(py, context, call, outcome);
+}
+
+/// End the response of `call` after its body was sent (`outcome`): answer a
+/// failure (500, or the request body's 400/408/413), release `wsgi.input`,
+/// write the access log line.
+fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResult<()>) {
     let Call {
         parts,
         peer,
@@ -340,19 +504,10 @@ fn complete(py: Python<'_>, context: &WorkerContext, call: Call) {
         start_response,
         input,
         environ,
-        result,
+        result: _,
     } = call;
     let start_response = start_response.into_bound(py);
     let input = input.into_bound(py);
-    start_response.borrow_mut().leave_inline(py);
-    let outcome = result
-        .and_then(|iterable| {
-            let iterable = iterable.into_bound(py);
-            let sent = send_body(py, &start_response, &iterable);
-            let closed = close(py, &iterable);
-            sent.and(closed)
-        })
-        .and_then(|()| start_response.borrow_mut().finish(py));
     if let Err(err) = outcome {
         let mut sr = start_response.borrow_mut();
         let (method, uri) = (&parts.method, &parts.uri);
@@ -433,11 +588,7 @@ fn send_body(
     for item in iterable.try_iter()? {
         let item = item?;
         let Ok(bytes) = item.downcast::<PyBytes>() else {
-            return Err(PyTypeError::new_err(format!(
-                "the application's iterable yielded {}, not bytes: return an iterable of \
-                 bytes (PEP 3333), e.g. [b'...'] or ['text'.encode('utf-8')]",
-                item.get_type().name()?
-            )));
+            return Err(not_bytes(&item));
         };
         let mut sr = start_response.borrow_mut();
         sr.send(py, chunk(bytes))?;
@@ -446,6 +597,18 @@ fn send_body(
         }
     }
     Ok(())
+}
+
+/// The TypeError for an iterable item that is not bytes.
+fn not_bytes(item: &Bound<'_, PyAny>) -> PyErr {
+    let kind = item
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    PyTypeError::new_err(format!(
+        "the application's iterable yielded {kind}, not bytes: return an iterable of \
+         bytes (PEP 3333), e.g. [b'...'] or ['text'.encode('utf-8')]"
+    ))
 }
 
 fn single_item<'py>(iterable: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {

@@ -162,6 +162,15 @@ impl Scoreboard {
         self.record(worker).served.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Worker side: thread `thread` stops running application code for a
+    /// while, its request not finished (an inline response waiting for its
+    /// client): not busy, not counted as served.
+    pub fn pause(&self, worker: usize, thread: usize) {
+        self.slot(worker, thread)
+            .busy_since_ms
+            .store(0, Ordering::Release);
+    }
+
     /// Worker side: the event loop is alive.
     pub fn heartbeat(&self, worker: usize) {
         self.record(worker)

@@ -196,7 +196,41 @@ def ok(environ, start_response):
     return [b"ok"]
 
 
+def many_writes(environ, start_response):
+    """``n`` write() calls of 1 KiB (byte ``i % 256`` repeated), Content-Length if ``cl=1``."""
+    params = query(environ)
+    n = int(params.get("n", "20"))
+    headers = [*TEXT, ("Content-Length", str(n * 1024))] if params.get("cl") == "1" else TEXT
+    w = start_response("200 OK", headers)
+    for i in range(n):
+        w(bytes([i % 256]) * 1024)
+    return []
+
+
+def big_generator(environ, start_response):
+    """``n`` chunks of 64 KiB (byte ``i % 256`` repeated), no Content-Length."""
+    n = int(query(environ).get("n", "64"))
+    start_response("200 OK", TEXT)
+    return (bytes([i % 256]) * 65536 for i in range(n))
+
+
+def paced(environ, start_response):
+    """``first``, then ``s`` seconds of sleep in the generator, then ``second``."""
+    pause = float(query(environ).get("s", "1"))
+    start_response("200 OK", TEXT)
+
+    def gen():
+        yield b"first;"
+        time.sleep(pause)
+        yield b"second"
+
+    return gen()
+
+
 ROUTES = {
+    "/many-writes": many_writes,
+    "/big-generator": big_generator,
+    "/paced": paced,
     "/one": one,
     "/generator": generator,
     "/write": write,
