@@ -26,6 +26,10 @@
 //! 5. Anything the framer cannot follow — a head hyper will refuse anyway, a
 //!    chunk line it cannot read, a message after which the connection closes —
 //!    ends its judging: the rest passes through untouched, for hyper to handle.
+//!    Such a connection still ends its input after a silence longer than any
+//!    allowed wait (`--header-timeout` plus `--keep-alive`, or `--body-timeout`):
+//!    the framer is the only read timer (hyper's own header timer is off, it
+//!    cost a timer registration per request).
 
 use std::future::Future;
 use std::io;
@@ -94,6 +98,11 @@ impl Framer {
     /// Whether the framer waits for a head, and whether some of it has arrived.
     fn awaiting_head(&self) -> Option<bool> {
         (self.state == State::Head).then_some(!self.held.is_empty())
+    }
+
+    /// Whether the framer has stopped judging (point 5 of the module docs).
+    fn passing_through(&self) -> bool {
+        self.state == State::PassThrough
     }
 
     /// Feed bytes read from the socket; append what may reach hyper to `out`.
@@ -447,6 +456,8 @@ pub struct Timeouts {
     pub keep_alive: Duration,
     /// Longest time from a head's first byte to its end.
     pub header: Duration,
+    /// `--body-timeout`: longest silence within a request body.
+    pub body: Duration,
 }
 
 impl<S> Framed<S> {
@@ -474,6 +485,14 @@ impl<S> Framed<S> {
         let deadline = match self.framer.awaiting_head() {
             Some(true) => Some((self.since + self.timeouts.header, true)),
             Some(false) => Some((self.since + self.timeouts.keep_alive, false)),
+            // No longer judged (the bytes may be a head or a body): end the
+            // input after a silence longer than any wait allowed (hyper then
+            // closes the connection once its response is out).
+            None if self.framer.passing_through() => Some((
+                self.since
+                    + (self.timeouts.header + self.timeouts.keep_alive).max(self.timeouts.body),
+                false,
+            )),
             None => None, // inside a body: --body-timeout is the reader's
         };
         let Some((at, started)) = deadline else {
@@ -563,7 +582,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
             }
             // A new wait starts when a head begins or a message ends.
             let after = this.framer.awaiting_head();
-            if after != before || after == Some(false) {
+            if after != before || after == Some(false) || this.framer.passing_through() {
                 this.since = Instant::now();
             }
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub header_timeout: Duration,
     /// How long a connection may stay idle between requests. Default is 5 s.
     pub keep_alive: Duration,
+    /// `--body-timeout`: the longest wait for the next piece of a request
+    /// body. Default is 60 s.
+    pub body_timeout: Duration,
     /// After the stop, how long a connection may still start a request before
     /// it is closed when idle. Default is 0 (close idle connections at once).
     ///
@@ -63,6 +66,7 @@ impl Default for RunOptions {
             graceful_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(60),
             drain_window: Duration::ZERO,
             limits: Limits::default(),
             tls: None,
@@ -228,6 +232,7 @@ where
     let header_timeout = options.header_timeout;
     let limits = options.limits;
     let keep_alive = options.keep_alive;
+    let body_timeout = options.body_timeout;
     async move {
         let abort = Arc::new(Notify::new());
         let aborted = abort.clone();
@@ -242,10 +247,10 @@ where
             // requests before it must still go out, so end of input must not
             // abort the connection.
             .half_close(true)
-            .timer(TokioTimer::new())
-            // The framer times heads (408) and idle connections; hyper's own
-            // timer is the backstop for a connection the framer stopped judging.
-            .header_read_timeout(header_timeout + keep_alive)
+            // The framer times heads (408), idle connections, and connections it
+            // stopped judging; hyper's header timer would add a timer
+            // registration and an allocation to every request.
+            .header_read_timeout(None)
             .max_headers(limits.hyper_max_headers())
             .max_buf_size(limits.head_buffer());
         // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
@@ -254,6 +259,7 @@ where
         let timeouts = super::framer::Timeouts {
             keep_alive,
             header: header_timeout,
+            body: body_timeout,
         };
         let stream = super::framer::Framed::new(stream, limits.field_size, timeouts);
         let connection = builder.serve_connection(TokioIo::new(stream), service);

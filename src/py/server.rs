@@ -233,6 +233,7 @@ impl Server {
             graceful_timeout: self.graceful_timeout,
             header_timeout: self.header_timeout,
             keep_alive: self.keep_alive,
+            body_timeout: self.body_timeout,
             drain_window: mode.drain_window,
             limits: self.limits,
             tls: self.tls.clone(),

@@ -1,0 +1,72 @@
+//! The read timers of [`Framed`]: idle keep-alive, and a connection the
+//! framer stopped judging. Time is tokio's paused clock, so the deadlines are
+//! exact and the tests take no wall-clock time.
+
+use std::time::Duration;
+
+use _ferrule::http::framer::{Framed, Timeouts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+const TIMEOUTS: Timeouts = Timeouts {
+    keep_alive: Duration::from_secs(5),
+    header: Duration::from_secs(10),
+    body: Duration::from_secs(60),
+};
+
+/// Read from `framed` until it reports the end of input; the bytes read.
+async fn read_to_end<S>(framed: &mut Framed<S>) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = framed.read(&mut buf).await.expect("read");
+        if n == 0 {
+            return all;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_ends_after_keep_alive() {
+    let (mut client, server) = tokio::io::duplex(4096);
+    let mut framed = Framed::new(server, 8190, TIMEOUTS);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let read = read_to_end(&mut framed).await;
+    assert_eq!(read, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(started.elapsed(), TIMEOUTS.keep_alive);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_no_longer_judged_ends_after_the_longest_wait() {
+    // HTTP/1.0 without keep-alive is the connection's last message: the framer
+    // stops judging after it, and only the longest allowed silence ends it.
+    let (mut client, server) = tokio::io::duplex(4096);
+    let mut framed = Framed::new(server, 8190, TIMEOUTS);
+    client
+        .write_all(b"POST / HTTP/1.0\r\nContent-Length: 10\r\n\r\n12345")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = framed.read(&mut buf).await.unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"POST / HTTP/1.0\r\nContent-Length: 10\r\n\r\n12345"
+    );
+    // A byte 30 s later restarts the wait.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    client.write_all(b"6").await.unwrap();
+    let n = framed.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"6");
+    let started = Instant::now();
+    assert_eq!(read_to_end(&mut framed).await, b"");
+    // max(header + keep-alive, body) = max(15 s, 60 s)
+    assert_eq!(started.elapsed(), TIMEOUTS.body);
+}
