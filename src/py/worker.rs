@@ -275,6 +275,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         listener,
         reply,
         abort,
+        sendfile: _,
         received,
     } = job;
     let head_request = parts.method == Method::HEAD;

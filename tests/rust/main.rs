@@ -3,3 +3,4 @@
 mod fuzz;
 mod http_raw;
 mod router;
+mod sendfile;
