@@ -22,7 +22,7 @@ use tokio::runtime::Handle;
 
 use super::environ::{self, ListenerInfo};
 use super::errors;
-use super::file_wrapper::FileWrapper;
+use super::file_wrapper::{FileWrapper, OpenFile};
 use super::input::Input;
 use super::start_response::StartResponse;
 use crate::http::{InlineHandler, Job, Peer};
@@ -195,10 +195,11 @@ fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
 /// application itself, holding the GIL, with no hand-off per request.
 ///
 /// A response that is complete when the application returns (a one-element
-/// list or tuple of bytes, or an exception before anything was sent) is
-/// finished right there. Anything that could make the loop's thread wait on a
-/// client — a generator, `wsgi.file_wrapper`, `write()` — is handed to a
-/// worker thread after the call, so a slow client still holds nothing but its
+/// list or tuple of bytes, a regular file the connection sends with
+/// `sendfile(2)`, or an exception before anything was sent) is finished right
+/// there. Anything that could make the loop's thread wait on a client — a
+/// generator, a `wsgi.file_wrapper` that must be read, `write()` — is handed to
+/// a worker thread after the call, so a slow client still holds nothing but its
 /// own connection.
 pub(crate) fn inline_handler(
     context: Arc<WorkerContext>,
@@ -210,7 +211,7 @@ pub(crate) fn inline_handler(
             if let Some((board, worker)) = &context.board {
                 mark_busy(board, *worker, slot, &job.parts);
             }
-            if let Some(call) = begin(py, &context, job, true) {
+            if let Some(mut call) = begin(py, &context, job, true) {
                 if call.finishes_inline(py) {
                     complete(py, &context, call);
                 } else if let Err(unsent) = handoff.send(call) {
@@ -249,17 +250,36 @@ pub(crate) struct Call {
     input: Py<Input>,
     environ: Option<Py<PyDict>>,
     result: PyResult<Py<PyAny>>,
+    /// The regular file behind a `wsgi.file_wrapper` result, once looked up.
+    file: Option<OpenFile>,
 }
 
 impl Call {
-    fn finishes_inline(&self, py: Python<'_>) -> bool {
-        if self.start_response.borrow(py).sent() {
+    /// Whether the response can be finished without waiting on the client;
+    /// a file to send with `sendfile(2)` is kept in `self.file`.
+    fn finishes_inline(&mut self, py: Python<'_>) -> bool {
+        let (sent, can_sendfile) = {
+            let sr = self.start_response.borrow(py);
+            (sr.sent(), sr.can_sendfile())
+        };
+        if sent {
             return false;
         }
         match &self.result {
             Err(_) => true,
             Ok(iterable) => {
-                single_item(iterable.bind(py)).is_some_and(|item| item.is_instance_of::<PyBytes>())
+                let iterable = iterable.bind(py);
+                if single_item(iterable).is_some_and(|item| item.is_instance_of::<PyBytes>()) {
+                    return true;
+                }
+                if !can_sendfile {
+                    return false;
+                }
+                let Ok(wrapper) = iterable.downcast::<FileWrapper>() else {
+                    return false;
+                };
+                self.file = wrapper.borrow().regular_file(py);
+                self.file.is_some()
             }
         }
     }
@@ -275,11 +295,12 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         listener,
         reply,
         abort,
-        sendfile: _,
+        sendfile,
         received,
     } = job;
     let head_request = parts.method == Method::HEAD;
-    let start_response = match Bound::new(py, StartResponse::new(reply, abort, head_request)) {
+    let start_response = StartResponse::new(reply, abort, sendfile, head_request);
+    let start_response = match Bound::new(py, start_response) {
         Ok(sr) => sr,
         Err(err) => {
             errors::log_exception(py, "cannot create start_response", &err);
@@ -328,6 +349,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         input: input.unbind(),
         environ,
         result,
+        file: None,
     })
 }
 
@@ -342,6 +364,7 @@ fn complete(py: Python<'_>, context: &WorkerContext, call: Call) {
         input,
         environ,
         result,
+        file,
     } = call;
     let start_response = start_response.into_bound(py);
     let input = input.into_bound(py);
@@ -349,7 +372,7 @@ fn complete(py: Python<'_>, context: &WorkerContext, call: Call) {
     let outcome = result
         .and_then(|iterable| {
             let iterable = iterable.into_bound(py);
-            let sent = send_body(py, &start_response, &iterable);
+            let sent = send_body(py, &start_response, &iterable, file);
             let closed = close(py, &iterable);
             sent.and(closed)
         })
@@ -411,11 +434,13 @@ fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 /// Send the application's iterable: fast paths for a one-element list or tuple
-/// of bytes and for a real file, else item by item.
+/// of bytes and for a real file (`file`, if [`Call::finishes_inline`] looked
+/// it up already), else item by item.
 fn send_body(
     py: Python<'_>,
     start_response: &Bound<'_, StartResponse>,
     iterable: &Bound<'_, PyAny>,
+    file: Option<OpenFile>,
 ) -> PyResult<()> {
     if let Some(only) = single_item(iterable) {
         if let Ok(bytes) = only.downcast_into::<PyBytes>() {
@@ -426,7 +451,7 @@ fn send_body(
     if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
         let sent = start_response.borrow().sent();
         if !sent {
-            if let Some(file) = wrapper.borrow().regular_file(py) {
+            if let Some(file) = file.or_else(|| wrapper.borrow().regular_file(py)) {
                 return send_file(py, start_response, file);
             }
         }
@@ -469,12 +494,18 @@ fn chunk(bytes: &Bound<'_, PyBytes>) -> Bytes {
     }
 }
 
+/// Send a regular file: handed to the connection for `sendfile(2)` when it
+/// can (no byte is read here), else read in blocks with the GIL released.
 fn send_file(
     py: Python<'_>,
     start_response: &Bound<'_, StartResponse>,
-    file: super::file_wrapper::OpenFile,
+    file: OpenFile,
 ) -> PyResult<()> {
     let mut sr = start_response.borrow_mut();
+    if sr.can_sendfile() {
+        let (file, offset, available) = file.into_parts();
+        return sr.send_file(py, file, offset, available);
+    }
     let length = sr
         .declared_length()
         .map_or(file.length(), |d| d.min(file.length()));
