@@ -12,6 +12,12 @@
 //! 3. [`run`] returns when every connection has finished, or when
 //!    [`RunOptions::graceful_timeout`] has passed since the stop (then the
 //!    remaining connections are aborted).
+//! 4. A connection's IO is its socket, then TLS if configured, then the
+//!    request [`super::framer::Framed`]. A plain TCP or Unix socket is first
+//!    wrapped in a [`SendfileIo`], and only such a connection gives its jobs a
+//!    [`SendfileQueue`]: file bodies are sent with `sendfile(2)` where nothing
+//!    above the socket would see their placeholder bytes (see
+//!    [`super::sendfile`]).
 
 use std::future::{poll_fn, Future};
 use std::io;
