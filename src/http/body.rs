@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, Notify};
 /// GIL released) instead of growing memory without bound.
 pub const STREAM_CAPACITY: usize = 8;
 
-/// A response body: nothing, one buffer, or a stream of chunks from Python.
+/// A response body: nothing, one buffer, a stream of chunks from Python, or a
+/// file the connection sends itself.
 ///
 /// A stream ends cleanly when its sender is dropped. An `Err` item aborts the
 /// connection: the body stops producing (so hyper never writes a last-chunk
@@ -38,6 +39,9 @@ pub enum ResponseBody {
         /// Set once an error arrived: the body then never completes.
         aborted: bool,
     },
+    /// A regular file, sent with `sendfile(2)` by the connection (only on
+    /// connections that have a [`super::sendfile::SendfileQueue`]).
+    File(super::sendfile::FileBody),
 }
 
 impl ResponseBody {
@@ -83,18 +87,24 @@ impl Body for ResponseBody {
                     None => Poll::Ready(None),
                 }
             }
+            ResponseBody::File(file) => file.poll_frame(),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ResponseBody::Empty | ResponseBody::Full(None))
+        match self {
+            ResponseBody::Empty | ResponseBody::Full(None) => true,
+            ResponseBody::File(file) => file.is_end_stream(),
+            ResponseBody::Full(Some(_)) | ResponseBody::Stream { .. } => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Empty | ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
-            ResponseBody::Stream { .. } => SizeHint::default(),
+            // The head's Content-Length frames a file: hyper reads it from there.
+            ResponseBody::Stream { .. } | ResponseBody::File(_) => SizeHint::default(),
         }
     }
 }

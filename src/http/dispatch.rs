@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::{Limits, Peer, ResponseBody};
+use super::{Limits, Peer, ResponseBody, SendfileQueue};
 
 /// A request's message body, as the application side receives it.
 #[derive(Debug)]
@@ -46,6 +46,10 @@ pub struct Job {
     pub reply: oneshot::Sender<Response<ResponseBody>>,
     /// The connection's abort signal, for [`ResponseBody::channel`].
     pub abort: Arc<Notify>,
+    /// The connection's file queue when it can send a [`ResponseBody::File`]
+    /// (plain TCP and Unix sockets); `None` (TLS) means file bytes must be
+    /// read into real buffers.
+    pub sendfile: Option<Arc<SendfileQueue>>,
     /// When the request head was received (access log request time).
     pub received: std::time::Instant,
 }
@@ -111,12 +115,15 @@ impl Dispatch {
     }
 
     /// Answer one request: a 400 for a bad head, else the application's response.
+    ///
+    /// `abort` and `sendfile` are the connection's, for the [`Job`].
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         peer: Peer,
         listener: usize,
         abort: Arc<Notify>,
+        sendfile: Option<Arc<SendfileQueue>>,
     ) -> Result<Response<ResponseBody>, Infallible> {
         // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
         // code to any HTTP/1.1 request message that lacks a Host header field and
@@ -180,6 +187,7 @@ impl Dispatch {
                 listener,
                 reply,
                 abort,
+                sendfile,
                 received,
             });
             return Ok(self.finish(response.await.unwrap_or_else(|_| {
@@ -193,6 +201,7 @@ impl Dispatch {
             listener,
             reply,
             abort,
+            sendfile,
             received,
         };
         if self.jobs.send(job).is_err() {

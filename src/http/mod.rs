@@ -13,10 +13,12 @@ pub mod fuzz;
 pub mod limits;
 pub mod listener;
 pub mod proxy_protocol;
+pub mod sendfile;
 pub mod server;
 pub mod tls;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{Dispatch, InlineHandler, Job, RequestBody};
 pub use limits::Limits;
+pub use sendfile::{FileBody, SendfileQueue};
 pub use server::{run, Listener, Peer, RunOptions};

@@ -12,6 +12,12 @@
 //! 3. [`run`] returns when every connection has finished, or when
 //!    [`RunOptions::graceful_timeout`] has passed since the stop (then the
 //!    remaining connections are aborted).
+//! 4. A connection's IO is its socket, then TLS if configured, then the
+//!    request [`super::framer::Framed`]. A plain TCP or Unix socket is first
+//!    wrapped in a [`SendfileIo`], and only such a connection gives its jobs a
+//!    [`SendfileQueue`]: file bodies are sent with `sendfile(2)` where nothing
+//!    above the socket would see their placeholder bytes (see
+//!    [`super::sendfile`]).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -27,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use super::sendfile::{SendfileIo, SendfileQueue};
 use super::{proxy_protocol, Dispatch, Limits};
 use crate::config::forwarded::TrustedProxies;
 
@@ -136,7 +143,8 @@ pub async fn run(
                     }
                 }
                 (index, Ok(Accepted::Unix(stream))) => {
-                    let task = serve_connection(stream, Peer::Unix, index, dispatch.clone(), stop.clone(), &options);
+                    let (stream, files) = SendfileIo::new(stream);
+                    let task = serve_connection(stream, Peer::Unix, index, Some(files), dispatch.clone(), stop.clone(), &options);
                     if options.sequential {
                         task.await;
                     } else {
@@ -205,10 +213,15 @@ async fn serve_tcp(
             // The handshake counts toward the time a client has to send its head.
             let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
             if let Ok(Ok(tls)) = handshake.await {
-                serve_connection(tls, Peer::Tcp(addr), index, dispatch, stop, &options).await;
+                // No sendfile queue: rustls must be given the file's real bytes.
+                serve_connection(tls, Peer::Tcp(addr), index, None, dispatch, stop, &options).await;
             }
         }
-        None => serve_connection(stream, Peer::Tcp(addr), index, dispatch, stop, &options).await,
+        None => {
+            let (stream, files) = SendfileIo::new(stream);
+            let peer = Peer::Tcp(addr);
+            serve_connection(stream, peer, index, Some(files), dispatch, stop, &options).await;
+        }
     }
 }
 
@@ -217,10 +230,13 @@ async fn accept_error(_err: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// Serve HTTP/1.1 on `stream`; `sendfile` is given when `stream` is a
+/// [`SendfileIo`] right on the socket (see [`super::sendfile`]).
 fn serve_connection<S>(
     stream: S,
     peer: Peer,
     listener: usize,
+    sendfile: Option<Arc<SendfileQueue>>,
     dispatch: Arc<Dispatch>,
     mut stop: watch::Receiver<bool>,
     options: &RunOptions,
@@ -236,12 +252,19 @@ where
     async move {
         let abort = Arc::new(Notify::new());
         let aborted = abort.clone();
+        let writev = sendfile.is_some();
         let service = service_fn(move |req| {
             let dispatch = dispatch.clone();
             let abort = abort.clone();
-            async move { dispatch.handle(req, peer, listener, abort).await }
+            let sendfile = sendfile.clone();
+            async move { dispatch.handle(req, peer, listener, abort, sendfile).await }
         });
         let mut builder = http1::Builder::new();
+        if writev {
+            // File placeholders must reach the IO as the body's own slices,
+            // never copied into hyper's flat buffer (see super::sendfile).
+            builder.writev(true);
+        }
         builder
             // The framer ends the input at a refused head; the responses to the
             // requests before it must still go out, so end of input must not
@@ -256,6 +279,8 @@ where
         // pipeline_flush stays off: with it, hyper 1.x buffers its automatic
         // 400/414/431 for a malformed head and closes without flushing it, so the
         // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
+        // It would also switch hyper to flattening (copying) body chunks, which
+        // file placeholders must never go through.
         let timeouts = super::framer::Timeouts {
             keep_alive,
             header: header_timeout,

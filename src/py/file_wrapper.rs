@@ -3,10 +3,19 @@
 //! PEP 3333 §"Optional Platform-Specific File Handling": the application returns
 //! `environ['wsgi.file_wrapper'](filelike, block_size)`. When `filelike` is a
 //! regular file (it has `fileno()`), the server sends it from its current offset
-//! (`tell()`) to the end, or to the application's `Content-Length`, reading with
-//! the GIL released for the whole transfer. Any other file-like object is
-//! iterated in `block_size` reads, like a plain iterable. `close()` closes
-//! `filelike` and is called by the server once the response is done.
+//! (`tell()`) to the end, or to the application's `Content-Length`, from a
+//! duplicate of its descriptor:
+//!
+//! - on plain TCP and Unix connections, the connection itself sends it with
+//!   `sendfile(2)` ([`crate::http::sendfile`]): the Python thread hands over the
+//!   descriptor and moves on, and no file byte is read into memory;
+//! - on TLS connections, [`OpenFile::send`] reads it in blocks, with the GIL
+//!   released for the whole transfer, into the response's channel.
+//!
+//! Any other file-like object is iterated in `block_size` reads, like a plain
+//! iterable. `close()` closes `filelike` and is called by the server once the
+//! response is handed over (the duplicate descriptor keeps the file open for as
+//! long as the connection needs it).
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
@@ -81,7 +90,13 @@ impl OpenFile {
         self.length
     }
 
-    /// Send up to `limit` bytes into `tx`; call without the GIL.
+    /// The descriptor, the offset and the bytes from it to the end of the file.
+    pub(crate) fn into_parts(self) -> (File, u64, u64) {
+        (self.file, self.offset, self.length)
+    }
+
+    /// Send up to `limit` bytes into `tx` (the read path, for connections that
+    /// cannot use `sendfile(2)`); call without the GIL.
     ///
     /// Returns the bytes delivered and whether the client went away.
     ///

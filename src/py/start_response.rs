@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::errors;
 use crate::http::dispatch::error_response;
-use crate::http::{BodyError, ResponseBody};
+use crate::http::{BodyError, FileBody, ResponseBody, SendfileQueue};
 use crate::wsgi::status::ResponseHead;
 
 type Chunk = Result<Bytes, BodyError>;
@@ -47,6 +47,8 @@ type Chunk = Result<Bytes, BodyError>;
 pub struct StartResponse {
     reply: Option<oneshot::Sender<Response<ResponseBody>>>,
     abort: Arc<Notify>,
+    /// The connection's file queue, when it sends files with `sendfile(2)`.
+    sendfile: Option<Arc<SendfileQueue>>,
     stream: Option<mpsc::Sender<Chunk>>,
     pending: Option<ResponseHead>,
     sent: bool,
@@ -73,11 +75,13 @@ impl StartResponse {
     pub(crate) fn new(
         reply: oneshot::Sender<Response<ResponseBody>>,
         abort: Arc<Notify>,
+        sendfile: Option<Arc<SendfileQueue>>,
         no_body: bool,
     ) -> StartResponse {
         StartResponse {
             reply: Some(reply),
             abort,
+            sendfile,
             stream: None,
             pending: None,
             sent: false,
@@ -347,6 +351,55 @@ impl StartResponse {
             _ if len == 0 => self.commit(ResponseBody::Empty, Some(0)),
             _ => self.commit(ResponseBody::Full(Some(data)), Some(len)),
         }
+    }
+
+    /// Whether a file body would be sent by the connection with `sendfile(2)`:
+    /// the connection can, the head is not sent yet, and a body is wanted
+    /// (not HEAD).
+    pub(crate) fn can_sendfile(&self) -> bool {
+        self.sendfile.is_some() && !self.sent && !self.no_body
+    }
+
+    /// Send `length` bytes of `file` from `offset` as the whole body, with
+    /// `sendfile(2)` on the connection: nothing is read here and nothing waits
+    /// for the client. `available` is what the file has from `offset`.
+    ///
+    /// A `Content-Length` the file cannot fill is logged and makes the body end
+    /// in an error after the file's bytes (rule 3), as a short iterable does.
+    ///
+    /// # Errors
+    ///
+    /// `RuntimeError` if `start_response` was not called.
+    pub(crate) fn send_file(
+        &mut self,
+        py: Python<'_>,
+        file: std::fs::File,
+        offset: u64,
+        available: u64,
+    ) -> PyResult<()> {
+        let Some(queue) = self.sendfile.clone().filter(|_| self.can_sendfile()) else {
+            return Err(PyRuntimeError::new_err("this connection cannot send files"));
+        };
+        let declared = self.declared_length();
+        let length = declared.map_or(available, |d| d.min(available));
+        let short = declared.is_some_and(|d| d > available);
+        if short {
+            errors::log(
+                py,
+                "warning",
+                "the body was shorter than its Content-Length; closing the connection",
+            );
+        }
+        if length == 0 && !short {
+            return self.commit(ResponseBody::Empty, Some(0));
+        }
+        let body = FileBody::new(file, offset, length, short, queue, self.abort.clone());
+        self.commit(ResponseBody::File(body), Some(length))?;
+        if !self.no_body {
+            // Counted when handed to the connection, as streamed chunks are.
+            self.bytes_sent = length;
+        }
+        Ok(())
     }
 
     /// Start a streamed body of exactly `length` bytes (a file's remainder).

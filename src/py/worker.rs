@@ -24,7 +24,7 @@ use tokio::runtime::Handle;
 
 use super::environ::{self, ListenerInfo};
 use super::errors;
-use super::file_wrapper::FileWrapper;
+use super::file_wrapper::{FileWrapper, OpenFile};
 use super::input::Input;
 use super::start_response::StartResponse;
 use crate::http::{InlineHandler, Job, Peer};
@@ -216,7 +216,7 @@ pub(crate) fn inline_handler(
                 mark_busy(board, *worker, slot, &job.parts);
             }
             let mut pending = None;
-            if let Some(call) = begin(py, &context, job, true) {
+            if let Some(mut call) = begin(py, &context, job, true) {
                 match call.inline_plan(py) {
                     Plan::Finish => complete(py, &context, call),
                     Plan::Iterate => pending = Some(call),
@@ -378,6 +378,8 @@ pub(crate) struct Call {
     input: Py<Input>,
     environ: Option<Py<PyDict>>,
     result: PyResult<Py<PyAny>>,
+    /// The regular file behind a `wsgi.file_wrapper` result, once looked up.
+    file: Option<OpenFile>,
 }
 
 /// What the inline path does with a call once the application returned.
@@ -386,23 +388,35 @@ enum Plan {
     Finish,
     /// Iterate it on the event loop's thread ([`iterate_inline`]).
     Iterate,
-    /// A regular file: a worker thread sends it without the GIL.
+    /// A regular file the connection cannot `sendfile(2)` (TLS, HEAD): a
+    /// worker thread reads and sends it without the GIL.
     HandOff,
 }
 
 impl Call {
-    fn inline_plan(&self, py: Python<'_>) -> Plan {
+    /// A regular file the connection can send with `sendfile(2)` is looked up
+    /// here and kept in `self.file`.
+    fn inline_plan(&mut self, py: Python<'_>) -> Plan {
         let iterable = match &self.result {
             Err(_) => return Plan::Finish,
-            Ok(iterable) => iterable.bind(py),
+            Ok(iterable) => iterable.bind(py).clone(),
+        };
+        let (sent, can_sendfile) = {
+            let sr = self.start_response.borrow(py);
+            (sr.sent(), sr.can_sendfile())
         };
         if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
+            if !sent && can_sendfile {
+                self.file = wrapper.borrow().regular_file(py);
+                if self.file.is_some() {
+                    return Plan::Finish;
+                }
+            }
             if wrapper.borrow().is_regular_file(py) {
                 return Plan::HandOff;
             }
         }
-        let sent = self.start_response.borrow(py).sent();
-        if !sent && single_item(iterable).is_some_and(|item| item.is_instance_of::<PyBytes>()) {
+        if !sent && single_item(&iterable).is_some_and(|item| item.is_instance_of::<PyBytes>()) {
             Plan::Finish
         } else {
             Plan::Iterate
@@ -420,10 +434,12 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         listener,
         reply,
         abort,
+        sendfile,
         received,
     } = job;
     let head_request = parts.method == Method::HEAD;
-    let start_response = match Bound::new(py, StartResponse::new(reply, abort, head_request)) {
+    let start_response = StartResponse::new(reply, abort, sendfile, head_request);
+    let start_response = match Bound::new(py, start_response) {
         Ok(sr) => sr,
         Err(err) => {
             errors::log_exception(py, "cannot create start_response", &err);
@@ -472,18 +488,20 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         input: input.unbind(),
         environ,
         result,
+        file: None,
     })
 }
 
 /// Send the body, call `close()`, end the response, log; never raises: every
 /// failure is logged and answered.
-fn complete(py: Python<'_>, context: &WorkerContext, call: Call) {
-    let start_response = call.start_response.bind(py);
+fn complete(py: Python<'_>, context: &WorkerContext, mut call: Call) {
+    let start_response = call.start_response.bind(py).clone();
     start_response.borrow_mut().leave_inline(py);
+    let file = call.file.take();
     let outcome = match &call.result {
         Ok(iterable) => {
             let iterable = iterable.bind(py);
-            let sent = send_body(py, start_response, iterable);
+            let sent = send_body(py, &start_response, iterable, file);
             let closed = close(py, iterable);
             sent.and(closed)
                 .and_then(|()| start_response.borrow_mut().finish(py))
@@ -505,6 +523,7 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         input,
         environ,
         result: _,
+        file: _,
     } = call;
     let start_response = start_response.into_bound(py);
     let input = input.into_bound(py);
@@ -565,11 +584,13 @@ fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 /// Send the application's iterable: fast paths for a one-element list or tuple
-/// of bytes and for a real file, else item by item.
+/// of bytes and for a real file (`file`, if [`Call::finishes_inline`] looked
+/// it up already), else item by item.
 fn send_body(
     py: Python<'_>,
     start_response: &Bound<'_, StartResponse>,
     iterable: &Bound<'_, PyAny>,
+    file: Option<OpenFile>,
 ) -> PyResult<()> {
     if let Some(only) = single_item(iterable) {
         if let Ok(bytes) = only.downcast_into::<PyBytes>() {
@@ -580,7 +601,7 @@ fn send_body(
     if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
         let sent = start_response.borrow().sent();
         if !sent {
-            if let Some(file) = wrapper.borrow().regular_file(py) {
+            if let Some(file) = file.or_else(|| wrapper.borrow().regular_file(py)) {
                 return send_file(py, start_response, file);
             }
         }
@@ -631,12 +652,18 @@ fn chunk(bytes: &Bound<'_, PyBytes>) -> Bytes {
     }
 }
 
+/// Send a regular file: handed to the connection for `sendfile(2)` when it
+/// can (no byte is read here), else read in blocks with the GIL released.
 fn send_file(
     py: Python<'_>,
     start_response: &Bound<'_, StartResponse>,
-    file: super::file_wrapper::OpenFile,
+    file: OpenFile,
 ) -> PyResult<()> {
     let mut sr = start_response.borrow_mut();
+    if sr.can_sendfile() {
+        let (file, offset, available) = file.into_parts();
+        return sr.send_file(py, file, offset, available);
+    }
     let length = sr
         .declared_length()
         .map_or(file.length(), |d| d.min(file.length()));

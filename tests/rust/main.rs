@@ -4,3 +4,4 @@ mod framed;
 mod fuzz;
 mod http_raw;
 mod router;
+mod sendfile;
