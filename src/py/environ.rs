@@ -39,9 +39,24 @@ pub(crate) struct ListenerInfo {
     pub trusted: Arc<TrustedProxies>,
 }
 
+/// The entries the template's hash table is made for: CPython rounds that up
+/// to 64 slots, room for 42 entries.
+///
+/// `PyDict_Copy` of a template clones its table, size and all, so the room
+/// the template's dozen keys leave is what a request's own keys fill without
+/// the dict growing (a resize, and the old table freed, per request). A table
+/// sized for the template alone had room for 9 more: a bare request's 8 fit,
+/// a browser's 15 to 20 did not.
+const TEMPLATE_ROOM: ffi::Py_ssize_t = 40;
+
 /// The constant part of every environ on one listener.
 pub(crate) fn template(py: Python<'_>, info: &ListenerInfo) -> PyResult<Py<PyDict>> {
-    let env = PyDict::new(py);
+    // SAFETY: _PyDict_NewPresized returns a new reference to an empty dict,
+    // or NULL with an exception set.
+    let env = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(TEMPLATE_ROOM))?
+            .downcast_into_unchecked::<PyDict>()
+    };
     env.set_item("SERVER_NAME", &info.server_name)?;
     env.set_item("SERVER_PORT", &info.server_port)?;
     env.set_item("SCRIPT_NAME", &info.root_path)?;
@@ -239,6 +254,35 @@ mod tests {
             }
             let again = remote_addr(py, v4).unwrap();
             assert_eq!(again.to_str().unwrap(), "203.0.113.7");
+        });
+    }
+
+    #[test]
+    fn a_copy_of_the_template_has_room_for_a_browser_request() {
+        Python::with_gil(|py| {
+            let info = ListenerInfo {
+                server_name: "127.0.0.1".into(),
+                server_port: "8000".into(),
+                root_path: String::new(),
+                url_scheme: "http",
+                multithread: false,
+                trusted: Arc::new(TrustedProxies::default()),
+            };
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            assert_eq!(template.len(), 12);
+            let env = template.copy().unwrap();
+            // CPython's dict (3.10 to 3.13) keeps its keys in one allocation
+            // whose size sys.getsizeof includes: it grows only on a resize.
+            let sizeof = py.import("sys").unwrap().getattr("getsizeof").unwrap();
+            let size =
+                |d: &Bound<'_, PyDict>| sizeof.call1((d,)).unwrap().extract::<usize>().unwrap();
+            let before = size(&env);
+            for i in 0..28 {
+                env.set_item(format!("HTTP_X_{i}"), "v").unwrap();
+            }
+            assert_eq!(env.len(), 40);
+            assert_eq!(size(&env), before, "no resize for 28 more keys");
         });
     }
 
