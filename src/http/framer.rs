@@ -303,22 +303,17 @@ impl Framer {
             status: StatusCode::BAD_REQUEST,
             reason: reason.to_owned(),
         };
-        // One pass over the CRs and LFs checks the line ends and measures the
-        // field lines: each is counted raw, padding and CRLF included.
+        // One pass over the LFs checks that each ends a CRLF and measures the
+        // field lines (each counted raw, padding and CRLF included); then no
+        // CR may be left over: as many CRs as LFs.
         let mut oversized = None;
         let mut line_start = None; // None on the request line
-        for i in memchr::memchr2_iter(b'\r', b'\n', head) {
-            if head[i] == b'\r' {
-                if head.get(i + 1) != Some(&b'\n') {
-                    return Err(bad("a bare CR in the request head (RFC 9112 section 2.2)"));
-                }
-                continue;
-            }
+        let mut crlfs = 0;
+        for i in memchr::memchr_iter(b'\n', head) {
             if i == 0 || head[i - 1] != b'\r' {
-                return Err(bad(
-                    "a line of the request head ends in a bare LF (RFC 9112 section 2.2)",
-                ));
+                return Err(bad(bare_line_end(head)));
             }
+            crlfs += 1;
             if let Some(start) = line_start {
                 let size = i + 1 - start;
                 if oversized.is_none() && self.field_size > 0 && size > self.field_size && size > 2
@@ -327,6 +322,9 @@ impl Framer {
                 }
             }
             line_start = Some(i + 1);
+        }
+        if memchr::memchr_iter(b'\r', head).count() != crlfs {
+            return Err(bad(bare_line_end(head)));
         }
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut request = httparse::Request::new(&mut []);
@@ -398,6 +396,19 @@ enum Collected<'a> {
     Held,
     /// Not complete yet: all of it so far is in `held`.
     Partial,
+}
+
+/// Why a head with a bare CR or LF is refused: the first of them decides.
+fn bare_line_end(head: &[u8]) -> &'static str {
+    for (i, &b) in head.iter().enumerate() {
+        if b == b'\n' && (i == 0 || head[i - 1] != b'\r') {
+            return "a line of the request head ends in a bare LF (RFC 9112 section 2.2)";
+        }
+        if b == b'\r' && head.get(i + 1) != Some(&b'\n') {
+            break;
+        }
+    }
+    "a bare CR in the request head (RFC 9112 section 2.2)"
 }
 
 /// Whether the comma-separated list `value` holds `token` (ASCII case-insensitive).
@@ -754,6 +765,30 @@ mod tests {
         assert!(refusal.unwrap().reason.contains("bare CR"));
         let (_, refusal) = whole(b"GET / HTTP/1.1\nHost: x\n\n");
         assert!(refusal.is_some());
+    }
+
+    #[test]
+    fn the_first_bare_cr_or_lf_is_named() {
+        for (raw, reason) in [
+            (
+                &b"GET / HTTP/1.1\r\nA: 1\rB: 2\nC: 3\r\n\r\n"[..],
+                "bare CR",
+            ),
+            (b"GET / HTTP/1.1\r\nA: 1\nB: 2\rC: 3\r\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nA: 1\r\r\n\r\n", "bare CR"),
+            (b"GET / HTTP/1.1\r\nA: 1\r\n\n", "bare LF"),
+            (b"\nGET / HTTP/1.1\r\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nA: \r1\r\n\r\n", "bare CR"),
+        ] {
+            let refusal = Framer::new(8190).judge(raw).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+            assert!(
+                refusal.reason.contains(reason),
+                "{:?}: {}",
+                String::from_utf8_lossy(raw),
+                refusal.reason
+            );
+        }
     }
 
     #[test]
