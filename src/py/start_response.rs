@@ -43,6 +43,9 @@ use crate::wsgi::status::{HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
 
+/// The largest whole body [`StartResponse::send_whole`] copies, in bytes.
+const COPIED_BODY: usize = 4096;
+
 /// The `start_response` callable of one request; its `write` method is the
 /// PEP 3333 write callable.
 #[pyclass(module = "ferrule._ferrule")]
@@ -333,7 +336,18 @@ impl StartResponse {
     }
 
     /// Send a whole body known before the head (the one-element list case).
+    ///
+    /// A body of at most [`COPIED_BODY`] bytes is copied, so a `bytes` object
+    /// that `data` may share is released here, with the GIL held: dropped on
+    /// the event loop's thread after the write, it would wait in pyo3's
+    /// pending-decref pool (a lock and a push, then another lock to drain it
+    /// at the next GIL acquisition).
     pub(crate) fn send_whole(&mut self, py: Python<'_>, data: Bytes) -> PyResult<()> {
+        let data = if data.len() <= COPIED_BODY {
+            Bytes::copy_from_slice(&data)
+        } else {
+            data
+        };
         if self.sent {
             return self.send(py, data);
         }
@@ -571,6 +585,44 @@ impl StartResponse {
 mod tests {
     use super::*;
     use pyo3::ffi;
+    use pyo3::pybacked::PyBackedBytes;
+
+    /// `send_whole` of `body` (shared with a `bytes` object, as the worker
+    /// makes it): the response, and the object's reference count after.
+    fn send_whole_of(py: Python<'_>, body: &[u8]) -> (Response<ResponseBody>, isize, isize) {
+        let object = PyBytes::new(py, body);
+        let before = object.get_refcnt();
+        let (reply, mut response) = oneshot::channel();
+        let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), false);
+        sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
+        let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
+        sr.send_whole(py, data).unwrap();
+        (response.try_recv().unwrap(), before, object.get_refcnt())
+    }
+
+    #[test]
+    fn a_small_whole_body_is_copied_and_its_bytes_released_with_the_gil() {
+        Python::with_gil(|py| {
+            let (response, before, after) = send_whole_of(py, b"Hello, World!");
+            assert_eq!(after, before, "released in send_whole");
+            assert_eq!(response.headers()["content-length"], "13");
+            let ResponseBody::Full(Some(data)) = response.body() else {
+                panic!("a whole body");
+            };
+            assert_eq!(&data[..], b"Hello, World!");
+        });
+    }
+
+    #[test]
+    fn a_large_whole_body_is_shared_not_copied() {
+        Python::with_gil(|py| {
+            let body = vec![b'x'; COPIED_BODY + 1];
+            let (response, before, after) = send_whole_of(py, &body);
+            assert_eq!(after, before + 1, "the response holds the bytes object");
+            assert_eq!(response.headers()["content-length"], "4097");
+            drop(response);
+        });
+    }
 
     #[test]
     fn latin1_borrows_a_one_byte_str() {
