@@ -35,6 +35,7 @@ use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -50,6 +51,10 @@ const MAX_HEAD: usize = 1024 * 1024;
 /// through unjudged, and hyper refuses it by `--limit-request-fields` (431)
 /// unless that limit is raised past this.
 const MAX_FIELDS: usize = 256;
+
+/// Finds the empty line that ends a well-formed head.
+static CRLF_CRLF: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
 
 /// The allocation `held` keeps between heads, in bytes: one that a larger head
 /// grew is freed.
@@ -239,7 +244,15 @@ impl Framer {
                 .position(|&b| b != b'\r' && b != b'\n')
                 .unwrap_or(data.len());
             let rest = &data[start..];
-            if let Some(end) = head_end(rest, 0) {
+            // The usual head ends at its first CRLFCRLF, found in one search.
+            // A head that ends earlier, at an empty line after a bare LF, is
+            // refused for its first bare LF; judged with what follows up to
+            // that CRLFCRLF, it is refused for the same one.
+            let end = match CRLF_CRLF.find(rest) {
+                Some(at) => Some(at + 4),
+                None => head_end(rest, 0),
+            };
+            if let Some(end) = end {
                 let (head, after) = rest.split_at(end);
                 *data = after;
                 return Collected::InData(head);
@@ -765,6 +778,19 @@ mod tests {
         assert!(refusal.unwrap().reason.contains("bare CR"));
         let (_, refusal) = whole(b"GET / HTTP/1.1\nHost: x\n\n");
         assert!(refusal.is_some());
+    }
+
+    #[test]
+    fn a_head_ended_by_a_bare_lf_is_refused_before_a_good_one_after_it() {
+        for raw in [
+            &b"GET /a HTTP/1.1\r\nA: x\n\r\nGET /b HTTP/1.1\r\nHost: y\r\n\r\n"[..],
+            b"GET /a HTTP/1.1\nHost: x\n\nGET /b HTTP/1.1\r\nHost: y\r\n\r\n",
+        ] {
+            for (out, refusal) in [whole(raw), bytewise(raw)] {
+                assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+                assert!(refusal.unwrap().reason.contains("bare LF"));
+            }
+        }
     }
 
     #[test]
