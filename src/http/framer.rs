@@ -33,7 +33,9 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -44,6 +46,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most bytes a head may take before the framer refuses it (431).
 const MAX_HEAD: usize = 1024 * 1024;
+
+/// The most field lines of a head the framer parses; a head with more passes
+/// through unjudged, and hyper refuses it by `--limit-request-fields` (431)
+/// unless that limit is raised past this.
+const MAX_FIELDS: usize = 256;
+
+/// Finds the empty line that ends a well-formed head.
+static CRLF_CRLF: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
+/// The allocation `held` keeps between heads, in bytes: one that a larger head
+/// grew is freed.
+const HELD_KEPT: usize = 16 * 1024;
 
 /// A refused head: the status and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,26 +135,30 @@ impl Framer {
                     return Ok(());
                 }
                 State::Head => {
-                    let (consumed, complete) = self.collect_head(data);
-                    data = &data[consumed..];
-                    if complete {
-                        let head = std::mem::take(&mut self.held);
-                        match self.judge(&head) {
-                            Ok(next) => {
-                                out.extend_from_slice(&head);
-                                self.state = next;
-                            }
-                            Err(refusal) => {
-                                self.state = State::Refused;
-                                return Err(refusal);
-                            }
-                        }
-                    } else if self.held.len() > MAX_HEAD {
-                        self.state = State::Refused;
-                        return Err(Refusal {
+                    let judged = match self.collect_head(&mut data) {
+                        Collected::Partial if self.held.len() > MAX_HEAD => Err(Refusal {
                             status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                             reason: "the request head is too large".into(),
-                        });
+                        }),
+                        Collected::Partial => continue,
+                        Collected::InData(head) => self.judge(head).inspect(|_| {
+                            out.extend_from_slice(head);
+                        }),
+                        Collected::Held => {
+                            let judged = self.judge(&self.held).inspect(|_| {
+                                out.extend_from_slice(&self.held);
+                            });
+                            self.release_held();
+                            judged
+                        }
+                    };
+                    match judged {
+                        Ok(next) => self.state = next,
+                        Err(refusal) => {
+                            self.state = State::Refused;
+                            self.release_held();
+                            return Err(refusal);
+                        }
                     }
                 }
                 State::Body(n) => {
@@ -210,26 +229,60 @@ impl Framer {
         Ok(())
     }
 
-    /// Hold back head bytes; returns the bytes of `data` taken and whether
-    /// the head is now complete. Only the new bytes (and the three before them)
-    /// are searched, so a head trickled byte by byte costs linear time.
-    fn collect_head(&mut self, data: &[u8]) -> (usize, bool) {
-        // Leading empty lines before a request line are ignored (RFC 9112 §2.2).
-        let mut start = 0;
+    /// Take the head at the front of `data`, advancing `data` past what it took.
+    ///
+    /// A head that arrived whole in one read is judged where it lies, in
+    /// `data`, with no copy; the bytes of a head split across reads are held
+    /// back in `held` until its end arrives. Only the new bytes (and the three
+    /// before them) are searched, so a head trickled byte by byte costs linear
+    /// time.
+    fn collect_head<'a>(&mut self, data: &mut &'a [u8]) -> Collected<'a> {
         if self.held.is_empty() {
-            while start < data.len() && (data[start] == b'\r' || data[start] == b'\n') {
-                start += 1;
+            // Leading empty lines before a request line are ignored (RFC 9112 §2.2).
+            let start = data
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(data.len());
+            let rest = &data[start..];
+            // The usual head ends at its first CRLFCRLF, found in one search.
+            // A head that ends earlier, at an empty line after a bare LF, is
+            // refused for its first bare LF; judged with what follows up to
+            // that CRLFCRLF, it is refused for the same one.
+            let end = match CRLF_CRLF.find(rest) {
+                Some(at) => Some(at + 4),
+                None => head_end(rest, 0),
+            };
+            if let Some(end) = end {
+                let (head, after) = rest.split_at(end);
+                *data = after;
+                return Collected::InData(head);
             }
+            self.held.extend_from_slice(rest);
+            *data = &[];
+            return Collected::Partial;
         }
         let old = self.held.len();
-        self.held.extend_from_slice(&data[start..]);
+        self.held.extend_from_slice(data);
         match head_end(&self.held, old.saturating_sub(3)) {
             Some(end) => {
-                let unused = self.held.len() - end;
+                *data = &data[end - old..];
                 self.held.truncate(end);
-                (data.len() - unused, true)
+                Collected::Held
             }
-            None => (data.len(), false),
+            None => {
+                *data = &[];
+                Collected::Partial
+            }
+        }
+    }
+
+    /// Empty `held` for the next head, keeping its allocation unless a large
+    /// head grew it.
+    fn release_held(&mut self) {
+        if self.held.capacity() > HELD_KEPT {
+            self.held = Vec::new();
+        } else {
+            self.held.clear();
         }
     }
 
@@ -263,56 +316,70 @@ impl Framer {
             status: StatusCode::BAD_REQUEST,
             reason: reason.to_owned(),
         };
-        for (i, &b) in head.iter().enumerate() {
-            if b == b'\n' && (i == 0 || head[i - 1] != b'\r') {
-                return Err(bad(
-                    "a line of the request head ends in a bare LF (RFC 9112 section 2.2)",
-                ));
+        // One pass over the LFs checks that each ends a CRLF and measures the
+        // field lines (each counted raw, padding and CRLF included); then no
+        // CR may be left over: as many CRs as LFs.
+        let mut oversized = None;
+        let mut line_start = None; // None on the request line
+        let mut crlfs = 0;
+        for i in memchr::memchr_iter(b'\n', head) {
+            if i == 0 || head[i - 1] != b'\r' {
+                return Err(bad(bare_line_end(head)));
             }
-            if b == b'\r' && head.get(i + 1) != Some(&b'\n') {
-                return Err(bad("a bare CR in the request head (RFC 9112 section 2.2)"));
+            crlfs += 1;
+            if let Some(start) = line_start {
+                let size = i + 1 - start;
+                if oversized.is_none() && self.field_size > 0 && size > self.field_size && size > 2
+                {
+                    oversized = Some(size);
+                }
             }
+            line_start = Some(i + 1);
         }
-        let mut fields = [httparse::EMPTY_HEADER; 256];
-        let mut request = httparse::Request::new(&mut fields);
-        if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
+        if memchr::memchr_iter(b'\r', head).count() != crlfs {
+            return Err(bad(bare_line_end(head)));
+        }
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+        let mut request = httparse::Request::new(&mut []);
+        if !matches!(
+            request.parse_with_uninit_headers(head, &mut fields),
+            Ok(httparse::Status::Complete(_))
+        ) {
             // hyper parses it too, and answers what is wrong with it.
             return Ok(State::PassThrough);
         }
-        if self.field_size > 0 {
-            for line in head.split(|&b| b == b'\n').skip(1) {
-                let size = line.len() + 1;
-                if size > self.field_size && size > 2 {
-                    return Err(Refusal {
-                        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        reason: format!(
-                            "a field line of {size} bytes is over --limit-request-field-size {}",
-                            self.field_size
-                        ),
-                    });
-                }
-            }
+        if let Some(size) = oversized {
+            return Err(Refusal {
+                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                reason: format!(
+                    "a field line of {size} bytes is over --limit-request-field-size {}",
+                    self.field_size
+                ),
+            });
         }
         let mut length = None;
         let mut chunked = false;
         let mut transfer_encoding = false;
-        let mut close = request.version == Some(0);
+        let http10 = request.version == Some(0);
+        let mut close = http10;
+        // Only the values of these three names are read, as bytes: a value
+        // with bytes outside ASCII matches no token, as in hyper.
         for field in request.headers.iter() {
-            let value = String::from_utf8_lossy(field.value).to_ascii_lowercase();
+            let value = field.value.trim_ascii();
             if field.name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse::<u64>().ok().or(Some(u64::MAX));
+                let number = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                length = Some(number.unwrap_or(u64::MAX));
             } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
                 transfer_encoding = true;
                 chunked = value
-                    .rsplit(',')
+                    .rsplit(|&b| b == b',')
                     .next()
-                    .is_some_and(|c| c.trim() == "chunked");
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if field.name.eq_ignore_ascii_case("connection") {
-                let tokens: Vec<&str> = value.split(',').map(str::trim).collect();
-                close = if request.version == Some(0) {
-                    !tokens.contains(&"keep-alive")
+                close = if http10 {
+                    !has_token(value, b"keep-alive")
                 } else {
-                    tokens.contains(&"close")
+                    has_token(value, b"close")
                 };
             }
         }
@@ -332,6 +399,36 @@ impl Framer {
             (false, _, Some(n)) => State::Body(n),
         })
     }
+}
+
+/// Where [`Framer::collect_head`] found a complete head, if it did.
+enum Collected<'a> {
+    /// Whole within the bytes just read.
+    InData(&'a [u8]),
+    /// In `held`, having arrived over more than one read.
+    Held,
+    /// Not complete yet: all of it so far is in `held`.
+    Partial,
+}
+
+/// Why a head with a bare CR or LF is refused: the first of them decides.
+fn bare_line_end(head: &[u8]) -> &'static str {
+    for (i, &b) in head.iter().enumerate() {
+        if b == b'\n' && (i == 0 || head[i - 1] != b'\r') {
+            return "a line of the request head ends in a bare LF (RFC 9112 section 2.2)";
+        }
+        if b == b'\r' && head.get(i + 1) != Some(&b'\n') {
+            break;
+        }
+    }
+    "a bare CR in the request head (RFC 9112 section 2.2)"
+}
+
+/// Whether the comma-separated list `value` holds `token` (ASCII case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// What the framer hands hyper in place of a malformed chunk-size line.
@@ -413,17 +510,12 @@ fn pass(n: u64, data: &mut &[u8], out: &mut Vec<u8>) -> u64 {
 /// The length of a head (through its empty line) if `buf` holds all of it,
 /// looking for the empty line from `from` on.
 fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    // A bare-LF empty line ends a head too, so that it can be judged (refused).
-    (from..buf.len()).find_map(|i| {
-        if buf[i..].starts_with(b"\r\n\r\n") {
-            Some(i + 4)
-        } else if buf[i..].starts_with(b"\n\n") {
-            Some(i + 2)
-        } else if buf[i..].starts_with(b"\n\r\n") {
-            Some(i + 3)
-        } else {
-            None
-        }
+    // A bare-LF empty line ends a head too, so that it can be judged (refused):
+    // the head ends at the first LF followed by LF or CRLF.
+    memchr::memchr_iter(b'\n', &buf[from..]).find_map(|i| match &buf[from + i + 1..] {
+        [b'\n', ..] => Some(from + i + 2),
+        [b'\r', b'\n', ..] => Some(from + i + 3),
+        _ => None,
     })
 }
 
@@ -689,6 +781,43 @@ mod tests {
     }
 
     #[test]
+    fn a_head_ended_by_a_bare_lf_is_refused_before_a_good_one_after_it() {
+        for raw in [
+            &b"GET /a HTTP/1.1\r\nA: x\n\r\nGET /b HTTP/1.1\r\nHost: y\r\n\r\n"[..],
+            b"GET /a HTTP/1.1\nHost: x\n\nGET /b HTTP/1.1\r\nHost: y\r\n\r\n",
+        ] {
+            for (out, refusal) in [whole(raw), bytewise(raw)] {
+                assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+                assert!(refusal.unwrap().reason.contains("bare LF"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_bare_cr_or_lf_is_named() {
+        for (raw, reason) in [
+            (
+                &b"GET / HTTP/1.1\r\nA: 1\rB: 2\nC: 3\r\n\r\n"[..],
+                "bare CR",
+            ),
+            (b"GET / HTTP/1.1\r\nA: 1\nB: 2\rC: 3\r\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nA: 1\r\r\n\r\n", "bare CR"),
+            (b"GET / HTTP/1.1\r\nA: 1\r\n\n", "bare LF"),
+            (b"\nGET / HTTP/1.1\r\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nA: \r1\r\n\r\n", "bare CR"),
+        ] {
+            let refusal = Framer::new(8190).judge(raw).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+            assert!(
+                refusal.reason.contains(reason),
+                "{:?}: {}",
+                String::from_utf8_lossy(raw),
+                refusal.reason
+            );
+        }
+    }
+
+    #[test]
     fn padded_field_lines_count_raw() {
         let mut framer = Framer::new(64);
         let raw = [
@@ -752,6 +881,179 @@ mod tests {
         );
         let (out, _) = whole(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n");
         assert!(out.ends_with(b"!\r\n"));
+    }
+
+    #[test]
+    fn head_end_finds_the_first_empty_line() {
+        for (buf, from, end) in [
+            (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"[..], 0, Some(27)),
+            (b"GET / HTTP/1.1\nHost: x\n\nbody", 0, Some(24)),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", 0, Some(26)),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r", 0, None),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n", 0, None),
+            (b"\r\n\r\n", 0, Some(4)),
+            (b"\n\n", 0, Some(2)),
+            (b"a\r\n\r\n", 2, Some(5)),
+            (b"a\r\n\r\n", 3, None),
+            (b"", 0, None),
+        ] {
+            assert_eq!(
+                head_end(buf, from),
+                end,
+                "{:?} from {from}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn head_end_agrees_with_a_bytewise_search() {
+        // The framer's first search, kept as the reference: the first offset
+        // at which CRLFCRLF, LFLF or LFCRLF starts.
+        fn reference(buf: &[u8], from: usize) -> Option<usize> {
+            (from..buf.len()).find_map(|i| {
+                [&b"\r\n\r\n"[..], b"\n\n", b"\n\r\n"]
+                    .iter()
+                    .find(|end| buf[i..].starts_with(end))
+                    .map(|end| i + end.len())
+            })
+        }
+        // Every string of up to 7 bytes over {x, CR, LF}, from every offset.
+        let mut checked = 0;
+        for len in 0..=7u32 {
+            for mut n in 0..3usize.pow(len) {
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = [b'x', b'\r', b'\n'][n % 3];
+                        n /= 3;
+                        b
+                    })
+                    .collect();
+                for from in 0..=buf.len() {
+                    assert_eq!(
+                        head_end(&buf, from),
+                        reference(&buf, from),
+                        "{buf:?} {from}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 24_604);
+    }
+
+    #[test]
+    fn a_whole_head_is_judged_in_place_a_split_one_reuses_held() {
+        let mut framer = Framer::new(8190);
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (out, refusal) = run(&mut framer, &[head]);
+        assert_eq!((out, refusal), (head.to_vec(), None));
+        assert_eq!(framer.held.capacity(), 0, "a whole head is never copied");
+        let (out, refusal) = run(&mut framer, &[&head[..10], &head[10..]]);
+        assert_eq!((out, refusal), (head.to_vec(), None));
+        assert!(framer.held.is_empty());
+        let kept = framer.held.capacity();
+        assert!(kept >= head.len(), "{kept}");
+        let (out, _) = run(&mut framer, &[&head[..5], &head[5..]]);
+        assert_eq!(out, head.to_vec());
+        assert_eq!(framer.held.capacity(), kept, "the allocation is reused");
+        // A large head's allocation is not kept.
+        let big = [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "[..],
+            &[b'v'; 8000],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        let chunks: Vec<&[u8]> = big.chunks(4000).collect();
+        let (out, refusal) = run(&mut framer, &chunks);
+        assert_eq!((out.len(), refusal), (big.len(), None));
+        let (out, refusal) = run(&mut framer, &[&[b'x'; 20000][..]]);
+        assert_eq!((out.len(), refusal), (0, None));
+        assert!(framer.held.capacity() >= 20000);
+        let (_, refusal) = run(&mut framer, &[b"\r\n\r\n"]);
+        assert_eq!(refusal, None, "garbage passes through for hyper");
+        assert_eq!(framer.held.capacity(), 0);
+    }
+
+    #[test]
+    fn framing_fields_are_read_without_case_or_padding() {
+        for (raw, state) in [
+            (
+                &b"POST / HTTP/1.1\r\nContent-Length:  7 \r\n\r\n"[..],
+                State::Body(7),
+            ),
+            (b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n", State::Head),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 7x\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: +7\r\n\r\n",
+                State::Body(7),
+            ),
+            // U+00A0 is no padding: hyper refuses the value, so nothing is followed.
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 7\xc2\xa0\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked \r\n\r\n",
+                State::ChunkLine,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n",
+                State::PassThrough,
+            ),
+            (b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", State::Head),
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive \r\n\r\n",
+                State::Head,
+            ),
+            (
+                b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n",
+                State::PassThrough,
+            ),
+        ] {
+            let framer = Framer::new(8190);
+            assert_eq!(
+                framer.judge(raw),
+                Ok(state),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_oversized_field_line_is_named() {
+        let raw = [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nX-A: "[..],
+            &[b'a'; 60],
+            b"\r\nX-B: ",
+            &[b'b'; 90],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        let refusal = Framer::new(64).judge(&raw).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(
+            refusal.reason,
+            "a field line of 67 bytes is over --limit-request-field-size 64"
+        );
+        assert_eq!(
+            Framer::new(67)
+                .judge(&raw)
+                .unwrap_err()
+                .reason
+                .split(' ')
+                .nth(4),
+            Some("97")
+        );
+        assert_eq!(Framer::new(0).judge(&raw), Ok(State::Head));
     }
 
     #[test]

@@ -6,19 +6,21 @@
 //! decoded from bytes as latin-1, which maps every byte to one character, so no
 //! header value is ever dropped or emptied (PEP 3333 §"Unicode Issues").
 
-use std::borrow::Cow;
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::{GILOnceCell, GILProtected};
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::config::forwarded::{forwarded_client, TrustedProxies};
 use crate::http::Peer;
-use crate::wsgi::environ::RequestVars;
+use crate::wsgi::environ::{ipv4_text, port_text, FieldKey, RequestVars, COMMON_FIELDS};
 
 /// What the template of one listener is built from.
 #[derive(Debug, Clone)]
@@ -37,9 +39,24 @@ pub(crate) struct ListenerInfo {
     pub trusted: Arc<TrustedProxies>,
 }
 
+/// The entries the template's hash table is made for: CPython rounds that up
+/// to 64 slots, room for 42 entries.
+///
+/// `PyDict_Copy` of a template clones its table, size and all, so the room
+/// the template's dozen keys leave is what a request's own keys fill without
+/// the dict growing (a resize, and the old table freed, per request). A table
+/// sized for the template alone had room for 9 more: a bare request's 8 fit,
+/// a browser's 15 to 20 did not.
+const TEMPLATE_ROOM: ffi::Py_ssize_t = 40;
+
 /// The constant part of every environ on one listener.
 pub(crate) fn template(py: Python<'_>, info: &ListenerInfo) -> PyResult<Py<PyDict>> {
-    let env = PyDict::new(py);
+    // SAFETY: _PyDict_NewPresized returns a new reference to an empty dict,
+    // or NULL with an exception set.
+    let env = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(TEMPLATE_ROOM))?
+            .downcast_into_unchecked::<PyDict>()
+    };
     env.set_item("SERVER_NAME", &info.server_name)?;
     env.set_item("SERVER_PORT", &info.server_port)?;
     env.set_item("SCRIPT_NAME", &info.root_path)?;
@@ -91,7 +108,10 @@ pub(crate) fn build<'py>(
         intern!(py, "QUERY_STRING"),
         latin1(py, vars.query_string.as_bytes())?,
     )?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), vars.protocol)?;
+    env.set_item(
+        intern!(py, "SERVER_PROTOCOL"),
+        intern_protocol(py, vars.protocol),
+    )?;
     if let Some(value) = vars.content_type {
         env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?;
     }
@@ -100,8 +120,10 @@ pub(crate) fn build<'py>(
     }
     match peer {
         Peer::Tcp(addr) => {
-            env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
-            env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+            env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr(py, addr.ip())?)?;
+            let mut digits = [0; 5];
+            let port = latin1(py, port_text(addr.port(), &mut digits))?;
+            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
         }
         // As gunicorn: a Unix-socket peer has no address and no port.
         Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
@@ -110,13 +132,13 @@ pub(crate) fn build<'py>(
         apply_forwarded(py, &env, parts)?;
     }
     for (key, value) in &vars.fields {
-        // Only the names of the static table are interned: interned strings are
+        // Only the keys of the static table are interned: interned strings are
         // immortal in CPython 3.12+, and a client chooses the other names.
-        let key = match key {
-            Cow::Borrowed(common) => PyString::intern(py, common),
-            Cow::Owned(other) => PyString::new(py, other),
-        };
-        env.set_item(key, latin1(py, value)?)?;
+        let value = latin1(py, value)?;
+        match key {
+            FieldKey::Common(i) => env.set_item(common_key(py, *i), value)?,
+            FieldKey::Built(key) => env.set_item(PyString::new(py, key), value)?,
+        }
     }
     Ok(env)
 }
@@ -156,11 +178,121 @@ fn apply_forwarded(
     Ok(())
 }
 
+/// The interned key of `COMMON_FIELDS[index]`, made once per process.
+fn common_key<'a>(py: Python<'a>, index: usize) -> &'a Bound<'a, PyString> {
+    static KEYS: GILOnceCell<Vec<Py<PyString>>> = GILOnceCell::new();
+    let keys = KEYS.get_or_init(py, || {
+        COMMON_FIELDS
+            .iter()
+            .map(|(_, key)| PyString::intern(py, key).unbind())
+            .collect()
+    });
+    keys[index].bind(py)
+}
+
+/// `REMOTE_ADDR` for `ip`, from a one-entry cache of the last peer's.
+///
+/// Most requests come from the address the last one came from (one proxy, or
+/// a client's keep-alive connections), so its `str` is kept and shared rather
+/// than formatted again; the GIL guards the cache.
+fn remote_addr(py: Python<'_>, ip: IpAddr) -> PyResult<Bound<'_, PyString>> {
+    /// The last peer address and its `str`.
+    type Entry = Option<(IpAddr, Py<PyString>)>;
+    static LAST: GILProtected<RefCell<Entry>> = GILProtected::new(RefCell::new(None));
+    let mut last = LAST.get(py).borrow_mut();
+    if let Some((cached, text)) = last.as_ref() {
+        if *cached == ip {
+            return Ok(text.bind(py).clone());
+        }
+    }
+    let text = match ip {
+        IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15]))?,
+        IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
+    };
+    *last = Some((ip, text.clone().unbind()));
+    Ok(text)
+}
+
+fn intern_protocol<'py>(py: Python<'py>, protocol: &'static str) -> Bound<'py, PyString> {
+    match protocol {
+        "HTTP/1.1" => intern!(py, "HTTP/1.1").clone(),
+        "HTTP/1.0" => intern!(py, "HTTP/1.0").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
 fn intern_method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
     match method {
         "GET" => intern!(py, "GET").clone(),
         "POST" => intern!(py, "POST").clone(),
         "HEAD" => intern!(py, "HEAD").clone(),
         other => PyString::new(py, other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_addr_is_the_peer_text_kept_for_the_next_request() {
+        Python::with_gil(|py| {
+            let v4: IpAddr = "203.0.113.7".parse().unwrap();
+            let first = remote_addr(py, v4).unwrap();
+            assert_eq!(first.to_str().unwrap(), "203.0.113.7");
+            assert!(
+                remote_addr(py, v4).unwrap().is(&first),
+                "shared, not made again"
+            );
+            for (ip, text) in [
+                ("2001:db8::1", "2001:db8::1"),
+                ("::ffff:127.0.0.1", "::ffff:127.0.0.1"),
+                ("10.0.0.255", "10.0.0.255"),
+            ] {
+                let ip: IpAddr = ip.parse().unwrap();
+                assert_eq!(remote_addr(py, ip).unwrap().to_str().unwrap(), text);
+            }
+            let again = remote_addr(py, v4).unwrap();
+            assert_eq!(again.to_str().unwrap(), "203.0.113.7");
+        });
+    }
+
+    #[test]
+    fn a_copy_of_the_template_has_room_for_a_browser_request() {
+        Python::with_gil(|py| {
+            let info = ListenerInfo {
+                server_name: "127.0.0.1".into(),
+                server_port: "8000".into(),
+                root_path: String::new(),
+                url_scheme: "http",
+                multithread: false,
+                trusted: Arc::new(TrustedProxies::default()),
+            };
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            assert_eq!(template.len(), 12);
+            let env = template.copy().unwrap();
+            // CPython's dict (3.10 to 3.13) keeps its keys in one allocation
+            // whose size sys.getsizeof includes: it grows only on a resize.
+            let sizeof = py.import("sys").unwrap().getattr("getsizeof").unwrap();
+            let size =
+                |d: &Bound<'_, PyDict>| sizeof.call1((d,)).unwrap().extract::<usize>().unwrap();
+            let before = size(&env);
+            for i in 0..28 {
+                env.set_item(format!("HTTP_X_{i}"), "v").unwrap();
+            }
+            assert_eq!(env.len(), 40);
+            assert_eq!(size(&env), before, "no resize for 28 more keys");
+        });
+    }
+
+    #[test]
+    fn common_keys_are_the_interned_strs() {
+        Python::with_gil(|py| {
+            for (i, (_, key)) in COMMON_FIELDS.iter().enumerate() {
+                let interned = PyString::intern(py, key);
+                assert!(common_key(py, i).is(&interned), "{key}");
+            }
+        });
     }
 }

@@ -4,7 +4,7 @@
 //! §"Buffering and Streaming", §"Error Handling"):
 //!
 //! 1. `start_response(status, response_headers, exc_info=None)` validates its
-//!    arguments ([`ResponseHead::new`]) and stores the head; nothing is sent.
+//!    arguments ([`ResponseHead::new`], in pieces: [`HeadFields`]) and stores the head; nothing is sent.
 //!    Called again without `exc_info` it raises; with `exc_info` it replaces the
 //!    head if none was sent, else re-raises `exc_info` ("the application must
 //!    not trap it").
@@ -22,12 +22,15 @@
 //! 5. When the client goes away, sending fails; the caller stops iterating and
 //!    still calls `close()`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
 use http::{Response, StatusCode};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
 use std::sync::Arc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -36,9 +39,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::errors;
 use crate::http::dispatch::error_response;
 use crate::http::{BodyError, FileBody, ResponseBody, SendfileQueue};
-use crate::wsgi::status::ResponseHead;
+use crate::wsgi::status::{HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
+
+/// The largest whole body [`StartResponse::send_whole`] copies, in bytes.
+const COPIED_BODY: usize = 4096;
 
 /// The `start_response` callable of one request; its `write` method is the
 /// PEP 3333 write callable.
@@ -334,7 +340,18 @@ impl StartResponse {
     }
 
     /// Send a whole body known before the head (the one-element list case).
+    ///
+    /// A body of at most [`COPIED_BODY`] bytes is copied, so a `bytes` object
+    /// that `data` may share is released here, with the GIL held: dropped on
+    /// the event loop's thread after the write, it would wait in pyo3's
+    /// pending-decref pool (a lock and a push, then another lock to drain it
+    /// at the next GIL acquisition).
     pub(crate) fn send_whole(&mut self, py: Python<'_>, data: Bytes) -> PyResult<()> {
+        let data = if data.len() <= COPIED_BODY {
+            Bytes::copy_from_slice(&data)
+        } else {
+            data
+        };
         if self.sent {
             return self.send(py, data);
         }
@@ -480,8 +497,14 @@ impl StartResponse {
     }
 }
 
-/// `str` → latin-1 bytes (PEP 3333: native strings hold code points < 256).
-fn latin1_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+/// A native `str` as latin-1 bytes (PEP 3333: code points < 256), borrowed
+/// from the string itself when CPython stores it one byte per character.
+///
+/// # Errors
+///
+/// `TypeError` if `value` is not a `str` (a subclass is one), `ValueError` if
+/// it holds a character above U+00FF; `what` names it in the message.
+fn latin1<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
     let text = value.downcast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!(
             "{what} must be a str, not {} (PEP 3333 native string)",
@@ -491,15 +514,42 @@ fn latin1_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
                 .map_or_else(|_| "?".into(), |n| n.to_string())
         ))
     })?;
-    let text = text.to_cow()?;
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| {
-            PyValueError::new_err(format!(
-                "{what} {text:?} has characters outside latin-1: encode them (RFC 8187 / RFC 2047)"
+    // SAFETY: ferrule is built for CPython's full API (not the limited API,
+    // PyPy or GraalPy), where `data` reads the string's own storage; a `str`
+    // is immutable, and the slice lives no longer than the borrow of `value`.
+    let narrow: Option<Vec<u8>> = match unsafe { text.data() }? {
+        PyStringData::Ucs1(bytes) => return Ok(Cow::Borrowed(bytes)),
+        // CPython stores a `str` in the narrowest kind its characters fit, so
+        // a wider one holds a character above U+00FF; one built wider than it
+        // needs (PyUnicode_New from C) is still read character by character.
+        PyStringData::Ucs2(units) => units.iter().map(|&c| u8::try_from(c).ok()).collect(),
+        PyStringData::Ucs4(units) => units.iter().map(|&c| u8::try_from(c).ok()).collect(),
+    };
+    narrow.map(Cow::Owned).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "{what} {:?} has characters outside latin-1: encode them (RFC 8187 / RFC 2047)",
+            text.to_string_lossy()
+        ))
+    })
+}
+
+/// Validate one `(name, value)` item of `response_headers` into `fields`.
+fn add_field(fields: &mut HeadFields, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    let pair = item
+        .downcast::<PyTuple>()
+        .ok()
+        .filter(|t| t.len() == 2)
+        .ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "response_headers items must be (name, value) tuples, got {item:?}"
             ))
-        })
+        })?;
+    let (name, value) = (pair.get_borrowed_item(0)?, pair.get_borrowed_item(1)?);
+    fields.add(
+        &latin1(&name, "header name")?,
+        &latin1(&value, "header value")?,
+    );
+    Ok(())
 }
 
 #[pymethods]
@@ -534,30 +584,33 @@ impl StartResponse {
                 _ => {}
             }
         }
-        let status = latin1_bytes(status, "status")?;
-        let mut fields = Vec::new();
-        for item in response_headers.try_iter()? {
-            let item = item?;
-            let pair = item
-                .downcast::<PyTuple>()
-                .ok()
-                .filter(|t| t.len() == 2)
-                .ok_or_else(|| {
-                    PyTypeError::new_err(format!(
-                        "response_headers items must be (name, value) tuples, got {item:?}"
-                    ))
-                })?;
-            let name = latin1_bytes(&pair.get_item(0)?, "header name")?;
-            let value = latin1_bytes(&pair.get_item(1)?, "header value")?;
-            fields.push((name, value));
-        }
-        let head = ResponseHead::new(&status, fields.iter().map(|(n, v)| (&n[..], &v[..])))
+        let status = latin1(status, "status")?;
+        // A plain list (the usual case) is read in place; anything else
+        // through the iterator protocol.
+        let fields = match response_headers.downcast_exact::<PyList>() {
+            Ok(list) => {
+                let mut fields = HeadFields::with_capacity((list.len() + 2).min(64));
+                for item in list {
+                    add_field(&mut fields, &item)?;
+                }
+                fields
+            }
+            Err(_) => {
+                let mut fields = HeadFields::with_capacity(8);
+                for item in response_headers.try_iter()? {
+                    add_field(&mut fields, &item?)?;
+                }
+                fields
+            }
+        };
+        let head = fields
+            .finish(&status)
             .map_err(|err| PyValueError::new_err(err.to_string()))?;
         for warning in &head.warnings {
             errors::log(py, "warning", warning);
         }
         slf.borrow_mut().pending = Some(head);
-        slf.getattr("write")
+        slf.getattr(intern!(py, "write"))
     }
 
     /// The PEP 3333 write callable: send `data` (bytes) at once.
@@ -578,5 +631,117 @@ impl StartResponse {
             return Err(PyConnectionError::new_err("the client disconnected"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::ffi;
+    use pyo3::pybacked::PyBackedBytes;
+
+    /// `send_whole` of `body` (shared with a `bytes` object, as the worker
+    /// makes it): the response, and the object's reference count after.
+    fn send_whole_of(py: Python<'_>, body: &[u8]) -> (Response<ResponseBody>, isize, isize) {
+        let object = PyBytes::new(py, body);
+        let before = object.get_refcnt();
+        let (reply, mut response) = oneshot::channel();
+        let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
+        sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
+        let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
+        sr.send_whole(py, data).unwrap();
+        (response.try_recv().unwrap(), before, object.get_refcnt())
+    }
+
+    #[test]
+    fn a_small_whole_body_is_copied_and_its_bytes_released_with_the_gil() {
+        Python::with_gil(|py| {
+            let (response, before, after) = send_whole_of(py, b"Hello, World!");
+            assert_eq!(after, before, "released in send_whole");
+            assert_eq!(response.headers()["content-length"], "13");
+            let ResponseBody::Full(Some(data)) = response.body() else {
+                panic!("a whole body");
+            };
+            assert_eq!(&data[..], b"Hello, World!");
+        });
+    }
+
+    #[test]
+    fn a_large_whole_body_is_shared_not_copied() {
+        Python::with_gil(|py| {
+            let body = vec![b'x'; COPIED_BODY + 1];
+            let (response, before, after) = send_whole_of(py, &body);
+            assert_eq!(after, before + 1, "the response holds the bytes object");
+            assert_eq!(response.headers()["content-length"], "4097");
+            drop(response);
+        });
+    }
+
+    #[test]
+    fn latin1_borrows_a_one_byte_str() {
+        Python::with_gil(|py| {
+            let text = PyString::new(py, "caf\u{e9} au lait");
+            let bytes = latin1(text.as_any(), "status").unwrap();
+            assert!(matches!(bytes, Cow::Borrowed(_)));
+            assert_eq!(&bytes[..], b"caf\xe9 au lait");
+            let empty = PyString::new(py, "");
+            assert_eq!(
+                latin1(empty.as_any(), "status").unwrap(),
+                Cow::Borrowed(b"")
+            );
+        });
+    }
+
+    #[test]
+    fn latin1_refuses_characters_above_ff() {
+        Python::with_gil(|py| {
+            for (text, shown) in [("\u{20ac}5", "\"€5\""), ("\u{1f600}", "\"😀\"")] {
+                let err = latin1(PyString::new(py, text).as_any(), "header value").unwrap_err();
+                assert!(err.is_instance_of::<PyValueError>(py));
+                assert_eq!(
+                    err.value(py).to_string(),
+                    format!(
+                        "header value {shown} has characters outside latin-1: encode them \
+                         (RFC 8187 / RFC 2047)"
+                    )
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn latin1_reads_a_wider_str_whose_characters_fit() {
+        Python::with_gil(|py| {
+            // SAFETY: a new 2-byte-kind str of 3 characters, written before it
+            // is shared; PyUnicode_New returns a new reference or NULL.
+            let text = unsafe {
+                let ptr = ffi::PyUnicode_New(3, 0x1000);
+                for (i, c) in "ok\u{e9}".chars().enumerate() {
+                    assert_eq!(ffi::PyUnicode_WriteChar(ptr, i as isize, u32::from(c)), 0);
+                }
+                Bound::from_owned_ptr(py, ptr)
+            };
+            assert_eq!(unsafe { ffi::PyUnicode_KIND(text.as_ptr()) }, 2);
+            let bytes = latin1(&text, "header name").unwrap();
+            assert_eq!(bytes, Cow::<[u8]>::Owned(b"ok\xe9".to_vec()));
+        });
+    }
+
+    #[test]
+    fn latin1_takes_a_str_subclass_and_refuses_bytes() {
+        Python::with_gil(|py| {
+            let sub = py
+                .eval(c"type('Header', (str,), {})('X-Ok')", None, None)
+                .unwrap();
+            assert_eq!(sub.get_type().name().unwrap(), "Header");
+            assert_eq!(&latin1(&sub, "header name").unwrap()[..], b"X-Ok");
+            let raw = PyBytes::new(py, b"200 OK");
+            let err = latin1(raw.as_any(), "status").unwrap_err();
+            assert!(err.is_instance_of::<PyTypeError>(py));
+            assert_eq!(
+                err.value(py).to_string(),
+                "status must be a str, not bytes (PEP 3333 native string)"
+            );
+        });
     }
 }

@@ -42,7 +42,7 @@ pub struct RequestVars<'a> {
     /// `CONTENT_LENGTH`, absent when the request has no `Content-Length` field.
     pub content_length: Option<&'a [u8]>,
     /// `HTTP_*` keys with their combined values, one entry per field name.
-    pub fields: Vec<(Cow<'static, str>, Cow<'a, [u8]>)>,
+    pub fields: Vec<(FieldKey, Cow<'a, [u8]>)>,
 }
 
 impl<'a> RequestVars<'a> {
@@ -122,6 +122,61 @@ fn combined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Cow<'a, [u8]> {
     Cow::Owned(joined)
 }
 
+/// The environ key of a request field (rule 3 of the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldKey {
+    /// The key of `COMMON_FIELDS[i]`: a common name, whose key the Python
+    /// layer keeps as one interned `str`.
+    Common(usize),
+    /// `HTTP_` + a name outside the table, built for this request.
+    Built(String),
+}
+
+impl FieldKey {
+    /// The key as text, e.g. `HTTP_HOST`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FieldKey::Common(i) => COMMON_FIELDS[*i].1,
+            FieldKey::Built(key) => key,
+        }
+    }
+}
+
+/// Common field names and their environ keys; [`FieldKey::Common`] indexes it.
+pub const COMMON_FIELDS: [(&str, &str); 28] = [
+    ("host", "HTTP_HOST"),
+    ("user-agent", "HTTP_USER_AGENT"),
+    ("accept", "HTTP_ACCEPT"),
+    ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    ("connection", "HTTP_CONNECTION"),
+    ("cookie", "HTTP_COOKIE"),
+    ("referer", "HTTP_REFERER"),
+    ("origin", "HTTP_ORIGIN"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("cache-control", "HTTP_CACHE_CONTROL"),
+    ("pragma", "HTTP_PRAGMA"),
+    ("if-none-match", "HTTP_IF_NONE_MATCH"),
+    ("if-modified-since", "HTTP_IF_MODIFIED_SINCE"),
+    ("range", "HTTP_RANGE"),
+    ("expect", "HTTP_EXPECT"),
+    ("transfer-encoding", "HTTP_TRANSFER_ENCODING"),
+    (
+        "upgrade-insecure-requests",
+        "HTTP_UPGRADE_INSECURE_REQUESTS",
+    ),
+    ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+    ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
+    ("x-forwarded-host", "HTTP_X_FORWARDED_HOST"),
+    ("x-real-ip", "HTTP_X_REAL_IP"),
+    ("x-requested-with", "HTTP_X_REQUESTED_WITH"),
+    ("x-csrftoken", "HTTP_X_CSRFTOKEN"),
+    ("sec-fetch-site", "HTTP_SEC_FETCH_SITE"),
+    ("sec-fetch-mode", "HTTP_SEC_FETCH_MODE"),
+    ("sec-fetch-dest", "HTTP_SEC_FETCH_DEST"),
+    ("dnt", "HTTP_DNT"),
+];
+
 /// The environ key for field `name`: `HTTP_` + upper-cased name, `-` → `_`.
 ///
 /// Returns `None` for names containing `_` (rule 4). Common names come from a
@@ -133,13 +188,14 @@ fn combined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Cow<'a, [u8]> {
 /// use http::header::HeaderName;
 /// use _ferrule::wsgi::environ::http_key;
 /// let name = HeaderName::from_static("x-request-id");
-/// assert_eq!(http_key(&name).unwrap(), "HTTP_X_REQUEST_ID");
+/// assert_eq!(http_key(&name).unwrap().as_str(), "HTTP_X_REQUEST_ID");
+/// assert_eq!(http_key(&HeaderName::from_static("host")).unwrap().as_str(), "HTTP_HOST");
 /// assert!(http_key(&HeaderName::from_static("x_forwarded_for")).is_none());
 /// ```
-pub fn http_key(name: &HeaderName) -> Option<Cow<'static, str>> {
+pub fn http_key(name: &HeaderName) -> Option<FieldKey> {
     let name = name.as_str();
-    if let Some(key) = common_key(name) {
-        return Some(Cow::Borrowed(key));
+    if let Some(index) = common_index(name) {
+        return Some(FieldKey::Common(index));
     }
     if name.contains('_') {
         return None;
@@ -150,41 +206,86 @@ pub fn http_key(name: &HeaderName) -> Option<Cow<'static, str>> {
         '-' => '_',
         c => c.to_ascii_uppercase(),
     }));
-    Some(Cow::Owned(key))
+    Some(FieldKey::Built(key))
 }
 
-fn common_key(name: &str) -> Option<&'static str> {
+/// The index of `name` in [`COMMON_FIELDS`] (a unit test keeps the two in step).
+fn common_index(name: &str) -> Option<usize> {
     Some(match name {
-        "host" => "HTTP_HOST",
-        "user-agent" => "HTTP_USER_AGENT",
-        "accept" => "HTTP_ACCEPT",
-        "accept-encoding" => "HTTP_ACCEPT_ENCODING",
-        "accept-language" => "HTTP_ACCEPT_LANGUAGE",
-        "connection" => "HTTP_CONNECTION",
-        "cookie" => "HTTP_COOKIE",
-        "referer" => "HTTP_REFERER",
-        "origin" => "HTTP_ORIGIN",
-        "authorization" => "HTTP_AUTHORIZATION",
-        "cache-control" => "HTTP_CACHE_CONTROL",
-        "pragma" => "HTTP_PRAGMA",
-        "if-none-match" => "HTTP_IF_NONE_MATCH",
-        "if-modified-since" => "HTTP_IF_MODIFIED_SINCE",
-        "range" => "HTTP_RANGE",
-        "expect" => "HTTP_EXPECT",
-        "transfer-encoding" => "HTTP_TRANSFER_ENCODING",
-        "upgrade-insecure-requests" => "HTTP_UPGRADE_INSECURE_REQUESTS",
-        "x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
-        "x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
-        "x-forwarded-host" => "HTTP_X_FORWARDED_HOST",
-        "x-real-ip" => "HTTP_X_REAL_IP",
-        "x-requested-with" => "HTTP_X_REQUESTED_WITH",
-        "x-csrftoken" => "HTTP_X_CSRFTOKEN",
-        "sec-fetch-site" => "HTTP_SEC_FETCH_SITE",
-        "sec-fetch-mode" => "HTTP_SEC_FETCH_MODE",
-        "sec-fetch-dest" => "HTTP_SEC_FETCH_DEST",
-        "dnt" => "HTTP_DNT",
+        "host" => 0,
+        "user-agent" => 1,
+        "accept" => 2,
+        "accept-encoding" => 3,
+        "accept-language" => 4,
+        "connection" => 5,
+        "cookie" => 6,
+        "referer" => 7,
+        "origin" => 8,
+        "authorization" => 9,
+        "cache-control" => 10,
+        "pragma" => 11,
+        "if-none-match" => 12,
+        "if-modified-since" => 13,
+        "range" => 14,
+        "expect" => 15,
+        "transfer-encoding" => 16,
+        "upgrade-insecure-requests" => 17,
+        "x-forwarded-for" => 18,
+        "x-forwarded-proto" => 19,
+        "x-forwarded-host" => 20,
+        "x-real-ip" => 21,
+        "x-requested-with" => 22,
+        "x-csrftoken" => 23,
+        "sec-fetch-site" => 24,
+        "sec-fetch-mode" => 25,
+        "sec-fetch-dest" => 26,
+        "dnt" => 27,
         _ => return None,
     })
+}
+
+/// `REMOTE_PORT`: the decimal digits of `port`, written into `buf`.
+///
+/// # Examples
+///
+/// ```
+/// let mut buf = [0; 5];
+/// assert_eq!(_ferrule::wsgi::environ::port_text(8080, &mut buf), b"8080");
+/// ```
+pub fn port_text(port: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut n = port;
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// `REMOTE_ADDR` of an IPv4 peer: dotted decimal (`203.0.113.7`), written
+/// into `buf`; the same text as its `Display`, without `core::fmt`.
+pub fn ipv4_text(ip: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &[u8] {
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    &buf[..len]
 }
 
 #[cfg(test)]
@@ -202,7 +303,7 @@ mod tests {
     fn field<'a>(vars: &'a RequestVars<'_>, key: &str) -> Option<&'a [u8]> {
         vars.fields
             .iter()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| k.as_str() == key)
             .map(|(_, v)| &v[..])
     }
 
@@ -287,15 +388,52 @@ mod tests {
 
     #[test]
     fn table_agrees_with_the_rule() {
-        for name in [
-            "host",
-            "user-agent",
-            "x-forwarded-for",
-            "sec-fetch-dest",
-            "dnt",
-        ] {
+        for (i, (name, key)) in COMMON_FIELDS.iter().enumerate() {
             let rule = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-            assert_eq!(common_key(name), Some(rule.as_str()));
+            assert_eq!(*key, rule);
+            assert_eq!(common_index(name), Some(i), "{name}");
+            let header = HeaderName::from_static(name);
+            assert_eq!(http_key(&header), Some(FieldKey::Common(i)));
+        }
+        let built = http_key(&HeaderName::from_static("x-request-id")).unwrap();
+        assert_eq!(built, FieldKey::Built("HTTP_X_REQUEST_ID".to_owned()));
+    }
+
+    #[test]
+    fn ports_in_decimal() {
+        let mut buf = [0; 5];
+        for (port, text) in [
+            (0, &b"0"[..]),
+            (7, b"7"),
+            (80, b"80"),
+            (443, b"443"),
+            (8080, b"8080"),
+            (10000, b"10000"),
+            (65535, b"65535"),
+        ] {
+            assert_eq!(port_text(port, &mut buf), text);
+        }
+        for port in 0..=u16::MAX {
+            assert_eq!(port_text(port, &mut buf), port.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn ipv4_addresses_in_dotted_decimal() {
+        use std::net::Ipv4Addr;
+        let mut buf = [0; 15];
+        for (ip, text) in [
+            (Ipv4Addr::new(127, 0, 0, 1), &b"127.0.0.1"[..]),
+            (Ipv4Addr::new(0, 0, 0, 0), b"0.0.0.0"),
+            (Ipv4Addr::new(255, 255, 255, 255), b"255.255.255.255"),
+            (Ipv4Addr::new(10, 99, 100, 9), b"10.99.100.9"),
+            (Ipv4Addr::new(192, 168, 1, 250), b"192.168.1.250"),
+        ] {
+            assert_eq!(ipv4_text(ip, &mut buf), text);
+        }
+        for octet in 0..=u8::MAX {
+            let ip = Ipv4Addr::new(octet, 255 - octet, octet / 3, octet % 7);
+            assert_eq!(ipv4_text(ip, &mut buf), ip.to_string().as_bytes());
         }
     }
 }

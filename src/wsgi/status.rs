@@ -54,27 +54,76 @@ impl ResponseHead {
     ///
     /// # Errors
     ///
-    /// A [`HeadError`] whose message quotes the offending status or field.
+    /// A [`HeadError`] whose message quotes the offending status or field: the
+    /// status's if it is bad, else the first bad field's.
     pub fn new<'a, I>(status: &[u8], headers: I) -> Result<ResponseHead, HeadError>
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let (status, reason) = parse_status(status)?;
-        let mut head = ResponseHead {
-            status,
-            reason,
-            headers: HeaderMap::new(),
+        let mut fields = HeadFields::with_capacity(0);
+        for (name, value) in headers {
+            fields.add(name, value);
+        }
+        fields.finish(status)
+    }
+}
+
+/// [`ResponseHead::new`] in pieces: fields are validated one at a time as
+/// they are read, so no list of them is kept, then joined to the status by
+/// [`HeadFields::finish`].
+#[derive(Debug)]
+pub struct HeadFields {
+    headers: HeaderMap,
+    content_length: Option<u64>,
+    close: bool,
+    warnings: Vec<String>,
+    /// The first field refused; later ones are not looked at.
+    error: Option<HeadError>,
+}
+
+impl HeadFields {
+    /// No fields yet, with room for `fields` of them (more may come).
+    pub fn with_capacity(fields: usize) -> HeadFields {
+        HeadFields {
+            headers: HeaderMap::with_capacity(fields),
             content_length: None,
             close: false,
             warnings: Vec::new(),
-        };
-        for (name, value) in headers {
-            head.add(name, value)?;
+            error: None,
         }
-        Ok(head)
     }
 
-    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
+    /// Validate and add one field given as latin-1 bytes (the rules of
+    /// [`ResponseHead::new`]); a refusal waits for [`HeadFields::finish`].
+    pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        if self.error.is_none() {
+            if let Err(err) = self.try_add(name, value) {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    /// The head of `status` (latin-1 bytes, `"NNN reason"`) and these fields.
+    ///
+    /// # Errors
+    ///
+    /// A [`HeadError`] for a bad status, else for the first bad field.
+    pub fn finish(self, status: &[u8]) -> Result<ResponseHead, HeadError> {
+        let (status, reason) = parse_status(status)?;
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        Ok(ResponseHead {
+            status,
+            reason,
+            headers: self.headers,
+            content_length: self.content_length,
+            close: self.close,
+            warnings: self.warnings,
+        })
+    }
+
+    fn try_add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
         let name = HeaderName::from_bytes(name).map_err(|_| {
             HeadError(format!(
                 "response header name {:?} is not a valid field name (RFC 9110 §5.1 token)",
@@ -150,9 +199,8 @@ fn parse_status(status: &[u8]) -> Result<(StatusCode, Option<String>), HeadError
     {
         return bad("contains a control character");
     }
-    let reason = latin1(reason);
-    let reason = (code.canonical_reason() != Some(reason.as_str())).then_some(reason);
-    Ok((code, reason))
+    let canonical = code.canonical_reason().map(str::as_bytes);
+    Ok((code, (canonical != Some(reason)).then(|| latin1(reason))))
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -247,6 +295,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+    }
+
+    #[test]
+    fn a_bad_status_is_named_first_then_the_first_bad_field() {
+        let err = head("20 OK", &[("X A", "1")]).unwrap_err().to_string();
+        assert!(err.starts_with("status \"20 OK\" does not"), "{err}");
+        let err = head("200 OK", &[("X-A", "1\n"), ("X B", "1")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "response header x-a: \"1\\n\" contains a control character (CR, LF, NUL, ...)"
+        );
+    }
+
+    #[test]
+    fn fields_added_one_at_a_time() {
+        let mut fields = HeadFields::with_capacity(2);
+        fields.add(b"Content-Type", b"text/plain");
+        fields.add(b"Content-Length", b"13");
+        fields.add(b"X-Note", b"d\xe9j\xe0 vu");
+        let h = fields.finish(b"200 Tr\xe8s bien").unwrap();
+        assert_eq!(h.headers.len(), 3);
+        assert_eq!(h.headers["content-type"], "text/plain");
+        assert_eq!(h.headers["x-note"].as_bytes(), b"d\xe9j\xe0 vu");
+        assert_eq!(h.content_length, Some(13));
+        assert_eq!(h.reason.as_deref(), Some("Tr\u{e8}s bien"));
+        assert_eq!(head("404 Not Found", &[]).unwrap().reason, None);
     }
 
     #[test]
