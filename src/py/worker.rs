@@ -584,7 +584,7 @@ fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 /// Send the application's iterable: fast paths for a one-element list or tuple
-/// of bytes and for a real file (`file`, if [`Call::finishes_inline`] looked
+/// of bytes and for a real file (`file`, if [`Call::inline_plan`] looked
 /// it up already), else item by item.
 fn send_body(
     py: Python<'_>,
