@@ -248,9 +248,11 @@ pub(crate) fn inline_handler(
 /// iterable per turn of the event loop, then `close()` it and end the
 /// response (see [`inline_handler`]).
 async fn iterate_inline(context: Arc<WorkerContext>, call: Call, slot: usize) {
+    let start_response = Python::with_gil(|py| call.start_response.clone_ref(py));
     let mut iteration = Iteration {
         call: Some(call),
         iterator: None,
+        start_response,
     };
     loop {
         let step = Python::with_gil(|py| iteration.step(py, &context, slot));
@@ -266,8 +268,11 @@ async fn iterate_inline(context: Arc<WorkerContext>, call: Call, slot: usize) {
 
 /// An inline response being iterated.
 struct Iteration {
-    /// `None` once the response is complete.
+    /// `None` once the application's part is over (its chunks may still be
+    /// waiting in the response's overflow).
     call: Option<Call>,
+    /// The response, kept until every chunk reached the connection.
+    start_response: Py<StartResponse>,
     iterator: Option<Py<pyo3::types::PyIterator>>,
 }
 
@@ -281,13 +286,17 @@ impl Iteration {
     /// Take one item of the iterable and send it; at the end (or on an
     /// error), call `close()` and finish the response.
     fn step(&mut self, py: Python<'_>, context: &WorkerContext, slot: usize) -> Step {
-        let Some(call) = self.call.as_ref() else {
-            return Step::Done;
-        };
-        let start_response = call.start_response.bind(py).clone();
+        let start_response = self.start_response.bind(py).clone();
         if let Some(tx) = start_response.borrow_mut().pump() {
             return Step::Wait(tx);
         }
+        let Some(call) = self.call.as_ref() else {
+            // Concluded, and now the last chunks are delivered too.
+            if let Some((board, worker)) = &context.board {
+                board.end(*worker, slot);
+            }
+            return Step::Done;
+        };
         if let Some((board, worker)) = &context.board {
             mark_busy(board, *worker, slot, &call.parts);
         }
@@ -303,7 +312,7 @@ impl Iteration {
                 let closed = iterable.map_or(Ok(()), |it| close(py, it.bind(py)));
                 let outcome = closed.and_then(|()| call.start_response.borrow_mut(py).finish(py));
                 conclude(py, context, call, outcome);
-                Step::Done
+                Self::drain(&start_response)
             }
             Err(err) => {
                 let call = self.call.take().expect("checked above");
@@ -313,7 +322,7 @@ impl Iteration {
                     }
                 }
                 conclude(py, context, call, Err(err));
-                Step::Done
+                Self::drain(&start_response)
             }
         };
         if let Some((board, worker)) = &context.board {
@@ -326,7 +335,17 @@ impl Iteration {
         step
     }
 
-    /// Send the next item; `Ok(false)` when the body is complete.
+    /// After the application's part: wait while chunks still sit in the
+    /// response's overflow (a list of blocks sent in one turn).
+    fn drain(start_response: &Bound<'_, StartResponse>) -> Step {
+        match start_response.borrow_mut().pump() {
+            Some(tx) => Step::Wait(tx),
+            None => Step::Done,
+        }
+    }
+
+    /// Send the next item (every item of a list or tuple); `Ok(false)` when
+    /// the body is complete.
     fn advance(
         &mut self,
         py: Python<'_>,
@@ -340,17 +359,29 @@ impl Iteration {
         if self.iterator.is_none() {
             self.iterator = Some(iterable.try_iter()?.unbind());
         }
-        let iterator = self.iterator.as_ref().expect("set above").bind(py);
-        let Some(item) = iterator.clone().next() else {
-            return Ok(false);
-        };
-        let item = item?;
-        let Ok(bytes) = item.downcast::<PyBytes>() else {
-            return Err(not_bytes(&item));
-        };
-        let mut sr = start_response.borrow_mut();
-        sr.send(py, chunk(bytes))?;
-        Ok(sr.wants_body())
+        // A list or tuple holds every block already: nothing is produced
+        // between them, so all go to the connection in this one turn (the
+        // chunks past the channel's room wait in the response's overflow).
+        let made =
+            iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+        let mut iterator = self.iterator.as_ref().expect("set above").bind(py).clone();
+        loop {
+            let Some(item) = iterator.next() else {
+                return Ok(false);
+            };
+            let item = item?;
+            let Ok(bytes) = item.downcast::<PyBytes>() else {
+                return Err(not_bytes(&item));
+            };
+            let mut sr = start_response.borrow_mut();
+            sr.send(py, chunk(bytes))?;
+            if !sr.wants_body() {
+                return Ok(false);
+            }
+            if !made {
+                return Ok(true);
+            }
+        }
     }
 }
 

@@ -52,6 +52,19 @@ def test_every_write_arrives_with_and_without_content_length(server, declared):
         assert resp.headers["transfer-encoding"] == "chunked"
 
 
+@pytest.mark.parametrize("declared", ["1", "0"])
+def test_a_list_of_many_blocks_arrives_whole(server, declared):
+    # A list holds every block already, so the inline path hands them all to the
+    # connection in one turn: more than the channel's 8, the rest from the overflow,
+    # and the body must end only after the last of them.
+    resp = httpx.get(f"{server.url}/list-blocks?n=40&cl={declared}", timeout=20)
+    assert resp.status_code == 200
+    assert resp.content == expected_pattern(40, 65536)
+    # Keep-alive still works after it.
+    again = httpx.get(f"{server.url}/ok", timeout=10)
+    assert (again.status_code, again.content) == (200, b"ok")
+
+
 def test_slow_client_parks_only_its_own_response(server):
     # A client asks for 16 MiB from a generator and reads nothing for a while: the
     # worker's one thread must go on serving others meanwhile.

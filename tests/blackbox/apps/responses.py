@@ -207,6 +207,15 @@ def many_writes(environ, start_response):
     return []
 
 
+def list_blocks(environ, start_response):
+    """A list of ``n`` 64 KiB blocks (byte ``i % 256`` repeated), Content-Length if ``cl=1``."""
+    params = query(environ)
+    n = int(params.get("n", "16"))
+    headers = [*TEXT, ("Content-Length", str(n * 65536))] if params.get("cl") == "1" else TEXT
+    start_response("200 OK", headers)
+    return [bytes([i % 256]) * 65536 for i in range(n)]
+
+
 def big_generator(environ, start_response):
     """``n`` chunks of 64 KiB (byte ``i % 256`` repeated), no Content-Length."""
     n = int(query(environ).get("n", "64"))
@@ -230,6 +239,7 @@ def paced(environ, start_response):
 ROUTES = {
     "/many-writes": many_writes,
     "/big-generator": big_generator,
+    "/list-blocks": list_blocks,
     "/paced": paced,
     "/one": one,
     "/generator": generator,
