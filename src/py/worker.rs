@@ -369,13 +369,7 @@ impl Iteration {
             let Some(item) = iterator.next() else {
                 return Ok(false);
             };
-            let item = item?;
-            let Ok(bytes) = item.downcast::<PyBytes>() else {
-                return Err(not_bytes(&item));
-            };
-            let mut sr = start_response.borrow_mut();
-            sr.send(py, chunk(bytes))?;
-            if !sr.wants_body() {
+            if !send_item(py, start_response, &item?)? {
                 return Ok(false);
             }
             if !made {
@@ -638,17 +632,31 @@ fn send_body(
         }
     }
     for item in iterable.try_iter()? {
-        let item = item?;
-        let Ok(bytes) = item.downcast::<PyBytes>() else {
-            return Err(not_bytes(&item));
-        };
-        let mut sr = start_response.borrow_mut();
-        sr.send(py, chunk(bytes))?;
-        if !sr.wants_body() {
+        if !send_item(py, start_response, &item?)? {
             break;
         }
     }
     Ok(())
+}
+
+/// Send one item of the application's iterable; whether more body is
+/// wanted (false once the declared length is complete, for HEAD, or after a
+/// disconnect).
+///
+/// # Errors
+///
+/// A TypeError for an item that is not bytes; a send error.
+fn send_item(
+    py: Python<'_>,
+    start_response: &Bound<'_, StartResponse>,
+    item: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let Ok(bytes) = item.downcast::<PyBytes>() else {
+        return Err(not_bytes(item));
+    };
+    let mut sr = start_response.borrow_mut();
+    sr.send(py, chunk(bytes))?;
+    Ok(sr.wants_body())
 }
 
 /// The TypeError for an iterable item that is not bytes.

@@ -3,49 +3,24 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Duration;
 
-use _ferrule::http::{self, Dispatch, Job, ResponseBody, RunOptions};
+use _ferrule::http::{self, ResponseBody};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
 /// A server on a free loopback port whose "application" echoes the method,
 /// path and body. Returns the port and the stop flag.
 fn start() -> (u16, tokio::sync::watch::Sender<bool>) {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let port = std_listener.local_addr().unwrap().port();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop = stop_tx.clone();
-    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let handle = runtime.handle().clone();
-        std::thread::spawn(move || {
-            while let Ok(job) = jobs_rx.recv() {
-                let body = match job.body {
-                    http::RequestBody::Stream(body) => {
-                        handle.block_on(body.collect()).unwrap().to_bytes()
-                    }
-                    http::RequestBody::Buffered(body) => body,
-                };
-                let text = format!("{} {} {}", job.parts.method, job.parts.uri, body.len());
-                let response = ::http::Response::new(ResponseBody::Full(Some(Bytes::from(text))));
-                let _ = job.reply.send(response);
-            }
-        });
-        runtime.block_on(async move {
-            let listener =
-                http::Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).unwrap());
-            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop, Default::default()));
-            http::run(&[listener], dispatch, stop_rx, RunOptions::default()).await;
-        });
-    });
-    (port, stop_tx)
+    crate::support::serve(|job, handle| {
+        let body = match job.body {
+            http::RequestBody::Stream(body) => handle.block_on(body.collect()).unwrap().to_bytes(),
+            http::RequestBody::Buffered(body) => body,
+        };
+        let text = format!("{} {} {}", job.parts.method, job.parts.uri, body.len());
+        let response = ::http::Response::new(ResponseBody::Full(Some(Bytes::from(text))));
+        let _ = job.reply.send(response);
+    })
 }
 
 fn exchange(port: u16, request: &[u8]) -> String {

@@ -5,3 +5,4 @@ mod fuzz;
 mod http_raw;
 mod router;
 mod sendfile;
+mod support;

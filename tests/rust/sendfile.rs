@@ -3,10 +3,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Duration;
 
-use _ferrule::http::{self, Dispatch, FileBody, Job, ResponseBody, RunOptions};
+use _ferrule::http::{FileBody, Job, ResponseBody};
 use bytes::Bytes;
 
 /// 3 MiB + 7 of bytes that differ from their neighbours.
@@ -22,29 +21,11 @@ fn data() -> Vec<u8> {
 fn start() -> u16 {
     let path = std::env::temp_dir().join(format!("ferrule-sendfile-it-{}", std::process::id()));
     std::fs::write(&path, data()).unwrap();
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let port = std_listener.local_addr().unwrap().port();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        std::thread::spawn(move || {
-            while let Ok(job) = jobs_rx.recv() {
-                let response = answer(&job, &path);
-                let _ = job.reply.send(response);
-            }
-        });
-        runtime.block_on(async move {
-            let listener =
-                http::Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).unwrap());
-            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop_tx, Default::default()));
-            http::run(&[listener], dispatch, stop_rx, RunOptions::default()).await;
-        });
+    let (port, stop) = crate::support::serve(move |job, _| {
+        let response = answer(&job, &path);
+        let _ = job.reply.send(response);
     });
+    std::mem::forget(stop); // serve until the test process ends
     port
 }
 
