@@ -159,44 +159,18 @@ impl Dispatch {
                 && (hyper::body::Body::is_end_stream(&body)
                     || length.is_some_and(|n| n <= INLINE_BODY_MAX))
         });
-        if let Some((handler, body_timeout)) = inline {
-            let data = if hyper::body::Body::is_end_stream(&body) {
-                Bytes::new()
-            } else {
-                use http_body_util::BodyExt;
-                match tokio::time::timeout(*body_timeout, body.collect()).await {
-                    Ok(Ok(collected)) => collected.to_bytes(),
-                    Ok(Err(_)) => {
-                        return Ok(error_response(
-                            StatusCode::BAD_REQUEST,
-                            "The request body is malformed or incomplete.",
-                        ))
-                    }
-                    Err(_) => {
-                        return Ok(error_response(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "The request body did not arrive in time.",
-                        ))
-                    }
-                }
-            };
-            handler(Job {
-                parts,
-                body: RequestBody::Buffered(data),
-                peer,
-                listener,
-                reply,
-                abort,
-                sendfile,
-                received,
-            });
-            return Ok(self.finish(response.await.unwrap_or_else(|_| {
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            })));
-        }
+        // The inline path reads a small body whole first, so the application
+        // never waits on the connection from the loop's thread.
+        let (body, handler) = match inline {
+            Some((handler, body_timeout)) => match read_whole(body, *body_timeout).await {
+                Ok(data) => (RequestBody::Buffered(data), Some(handler)),
+                Err(refused) => return Ok(refused),
+            },
+            None => (RequestBody::Stream(body), None),
+        };
         let job = Job {
             parts,
-            body: RequestBody::Stream(body),
+            body,
             peer,
             listener,
             reply,
@@ -204,11 +178,16 @@ impl Dispatch {
             sendfile,
             received,
         };
-        if self.jobs.send(job).is_err() {
-            return Ok(error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is shutting down",
-            ));
+        match handler {
+            Some(handler) => handler(job),
+            None => {
+                if self.jobs.send(job).is_err() {
+                    return Ok(error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is shutting down",
+                    ));
+                }
+            }
         }
         let response = response.await.unwrap_or_else(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -224,6 +203,29 @@ impl Dispatch {
                 .insert(CONNECTION, http::HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// Read a whole request body within `timeout`; the error response (400 for a
+/// malformed or incomplete body, 408 when it is late) if it cannot be read.
+async fn read_whole(
+    body: Incoming,
+    timeout: std::time::Duration,
+) -> Result<Bytes, Response<ResponseBody>> {
+    use http_body_util::BodyExt;
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Bytes::new());
+    }
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "The request body is malformed or incomplete.",
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body did not arrive in time.",
+        )),
     }
 }
 
