@@ -76,14 +76,6 @@ impl FileWrapper {
     }
 }
 
-impl FileWrapper {
-    /// Whether `filelike` is a regular file that [`FileWrapper::regular_file`]
-    /// would send.
-    pub(crate) fn is_regular_file(&self, py: Python<'_>) -> bool {
-        self.regular_file(py).is_some()
-    }
-}
-
 impl OpenFile {
     /// Bytes from the offset to the end of the file.
     pub(crate) fn length(&self) -> u64 {

@@ -203,7 +203,8 @@ fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
 /// handed to the connection before the next is asked for (PEP 3333: a server
 /// "must not delay the transmission of any block"), and while the client is
 /// slow to take them only this response waits. A regular file behind
-/// `wsgi.file_wrapper` is handed to a worker thread, which sends it without
+/// `wsgi.file_wrapper` goes to the connection for `sendfile(2)` right there;
+/// where it cannot (TLS, HEAD), a worker thread reads and sends it without
 /// the GIL.
 pub(crate) fn inline_handler(
     context: Arc<WorkerContext>,
@@ -306,22 +307,9 @@ impl Iteration {
                 Some(tx) => Step::Wait(tx),
                 None => Step::Next,
             },
-            Ok(false) => {
+            Ok(false) | Err(_) => {
                 let call = self.call.take().expect("checked above");
-                let iterable = call.result.as_ref().map(|it| it.clone_ref(py));
-                let closed = iterable.map_or(Ok(()), |it| close(py, it.bind(py)));
-                let outcome = closed.and_then(|()| call.start_response.borrow_mut(py).finish(py));
-                conclude(py, context, call, outcome);
-                Self::drain(&start_response)
-            }
-            Err(err) => {
-                let call = self.call.take().expect("checked above");
-                if let Ok(iterable) = &call.result {
-                    if let Err(close_err) = close(py, iterable.bind(py)) {
-                        errors::log_exception(py, "close() of the response failed", &close_err);
-                    }
-                }
-                conclude(py, context, call, Err(err));
+                end_body(py, context, call, outcome.map(|_| ()));
                 Self::drain(&start_response)
             }
         };
@@ -419,7 +407,7 @@ enum Plan {
 }
 
 impl Call {
-    /// A regular file the connection can send with `sendfile(2)` is looked up
+    /// A regular file to send (before anything else was sent) is looked up
     /// here and kept in `self.file`.
     fn inline_plan(&mut self, py: Python<'_>) -> Plan {
         let iterable = match &self.result {
@@ -431,14 +419,16 @@ impl Call {
             (sr.sent(), sr.can_sendfile())
         };
         if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
-            if !sent && can_sendfile {
-                self.file = wrapper.borrow().regular_file(py);
-                if self.file.is_some() {
-                    return Plan::Finish;
+            if let Some(file) = wrapper.borrow().regular_file(py) {
+                if sent {
+                    return Plan::HandOff; // iterated by a worker thread
                 }
-            }
-            if wrapper.borrow().is_regular_file(py) {
-                return Plan::HandOff;
+                self.file = Some(file);
+                return if can_sendfile {
+                    Plan::Finish
+                } else {
+                    Plan::HandOff
+                };
             }
         }
         if !sent && single_item(&iterable).is_some_and(|item| item.is_instance_of::<PyBytes>()) {
@@ -523,16 +513,27 @@ fn complete(py: Python<'_>, context: &WorkerContext, mut call: Call) {
     let start_response = call.start_response.bind(py).clone();
     start_response.borrow_mut().leave_inline(py);
     let file = call.file.take();
-    let outcome = match &call.result {
-        Ok(iterable) => {
-            let iterable = iterable.bind(py);
-            let sent = send_body(py, &start_response, iterable, file);
-            let closed = close(py, iterable);
-            sent.and(closed)
-                .and_then(|()| start_response.borrow_mut().finish(py))
-        }
+    let sent = match &call.result {
+        Ok(iterable) => send_body(py, &start_response, iterable.bind(py), file),
         Err(err) => Err(err.clone_ref(py)),
     };
+    end_body(py, context, call, sent);
+}
+
+/// After the body of `call` was sent (`sent`): call the iterable's `close()`,
+/// end the response, and [`conclude`]. A `close()` that fails after the body
+/// already failed is logged on its own, so neither error is lost.
+fn end_body(py: Python<'_>, context: &WorkerContext, call: Call, sent: PyResult<()>) {
+    let closed = match &call.result {
+        Ok(iterable) => close(py, iterable.bind(py)),
+        Err(_) => Ok(()),
+    };
+    if let (Err(_), Err(close_err)) = (&sent, &closed) {
+        errors::log_exception(py, "close() of the response failed", close_err);
+    }
+    let outcome = sent
+        .and(closed)
+        .and_then(|()| call.start_response.borrow_mut(py).finish(py));
     conclude(py, context, call, outcome);
 }
 
