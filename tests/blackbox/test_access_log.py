@@ -85,22 +85,16 @@ def fields(line: str) -> list[str]:
 def test_lines_match_gunicorn(tmp_path, fmt):
     pytest.importorskip("gunicorn")
     extra = [] if fmt is None else ["--access-logformat", fmt]
-    port = free_port()
-    gunicorn = access_lines(
-        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "--access-logfile", "-"]
-        + extra
-        + ["apps.fixed_body:app"],
-        port,
-        tmp_path / "gunicorn.log",
-    )
-    port = free_port()
-    ferrule = access_lines(
-        [sys.executable, "-m", "ferrule", "-b", f"127.0.0.1:{port}", "--access-logfile", "-"]
-        + extra
-        + ["apps.fixed_body:app"],
-        port,
-        tmp_path / "ferrule.log",
-    )
+
+    def served_by(server: str) -> list[str]:
+        port = free_port()
+        argv = [sys.executable, "-m", server, "-b", f"127.0.0.1:{port}", "--access-logfile", "-"]
+        return access_lines(
+            argv + extra + ["apps.fixed_body:app"], port, tmp_path / f"{server}.log"
+        )
+
+    gunicorn = served_by("gunicorn")
+    ferrule = served_by("ferrule")
     for ours, theirs in zip(ferrule, gunicorn, strict=True):
         a, b = fields(ours), fields(theirs)
         assert len(a) == len(b), (ours, theirs)

@@ -299,21 +299,9 @@ FRAMING_400 = {
 # Overflowing numbers are also fairly answered as "too large".
 FRAMING_STATUS = {"cl-overflow": {400, 413}, "chunk-size-overflow": {400, 413}}
 BODY_LEVEL = {"chunk-size-0x", "chunk-size-overflow", "chunk-data-without-crlf"}
-FRAMING_XFAIL: dict[str, str] = {}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c,
-            marks=[pytest.mark.xfail(strict=True, reason=FRAMING_XFAIL[c])]
-            if c in FRAMING_XFAIL
-            else [],
-        )
-        for c in sorted(FRAMING_400)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(FRAMING_400))
 def test_framing_violation_is_400_and_close(pool, case):
     """RFC 9112 rules the corpus has no case for: 400 and close, and the application
     never completes (for head errors: never starts) a request."""
