@@ -3,6 +3,7 @@
 #
 # usage: benchmarks/callgrind.sh [MODULE [OUT]]     defaults: hello, /tmp/ferrule.callgrind
 #        BROWSER=1 benchmarks/callgrind.sh ...       requests carry ten browser-like fields
+#        BODY=4096 benchmarks/callgrind.sh echo ...   POST bodies of BODY bytes (the echo scenario)
 #
 # Serves benchmarks/apps/MODULE.py with ferrule.serve() (one thread: the inline path)
 # under valgrind, loads it with wrk for 3 s untimed, then counts instructions over
@@ -31,6 +32,12 @@ if [ -n "${BROWSER:-}" ]; then
         -H "Sec-Fetch-Site: none"
         -H "X-Request-Id: 7f3c9a"
     )
+fi
+if [ -n "${BODY:-}" ]; then
+    SCRIPT=$(mktemp --suffix=.lua)
+    printf 'wrk.method = "POST"\nwrk.body = string.rep("a", %d)\n' "$BODY" > "$SCRIPT"
+    printf 'wrk.headers["Content-Type"] = "application/octet-stream"\n' >> "$SCRIPT"
+    FIELDS+=(-s "$SCRIPT")
 fi
 cd "$(dirname "$0")/.."
 rm -f "$OUT" "$OUT".*

@@ -126,12 +126,12 @@ impl Framer {
     ///
     /// The [`Refusal`] of a head; `out` then holds everything before it, and
     /// every later call passes nothing.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl Sink) -> Result<(), Refusal> {
         while !data.is_empty() {
             match self.state {
                 State::Refused => return Ok(()),
                 State::PassThrough => {
-                    out.extend_from_slice(data);
+                    out.pass(data);
                     return Ok(());
                 }
                 State::Head => {
@@ -142,11 +142,11 @@ impl Framer {
                         }),
                         Collected::Partial => continue,
                         Collected::InData(head) => self.judge(head).inspect(|_| {
-                            out.extend_from_slice(head);
+                            out.pass(head);
                         }),
                         Collected::Held => {
                             let judged = self.judge(&self.held).inspect(|_| {
-                                out.extend_from_slice(&self.held);
+                                out.pass(&self.held);
                             });
                             self.release_held();
                             judged
@@ -184,7 +184,7 @@ impl Framer {
                         self.state = State::PassThrough;
                         continue;
                     }
-                    out.push(data[0]);
+                    out.pass(&data[..1]);
                     data = &data[1..];
                     self.state = if left == 2 {
                         State::ChunkEnd(1)
@@ -196,32 +196,37 @@ impl Framer {
                     // A chunk-size line is held back until it is whole and
                     // checked; trailer lines pass as they come.
                     let holding = self.state == State::ChunkLine;
-                    let Some(pos) = data.iter().position(|&b| b == b'\n') else {
+                    let Some(pos) = memchr::memchr(b'\n', data) else {
                         if !holding {
-                            out.extend_from_slice(data);
+                            out.pass(data);
                         }
                         self.line.extend_from_slice(data);
                         if self.line.len() > 64 * 1024 {
                             if holding {
-                                out.extend_from_slice(POISON);
+                                out.pass(POISON);
                             }
                             self.state = State::PassThrough;
                         }
                         return Ok(());
                     };
                     let end = &data[..=pos];
-                    self.line.extend_from_slice(end);
                     data = &data[pos + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    let next = self.after_line(&line);
+                    // A line that arrived whole is read where it lies.
+                    let whole = self.line.is_empty();
+                    if !whole {
+                        self.line.extend_from_slice(end);
+                    }
+                    let line = if whole { end } else { &self.line[..] };
+                    let next = self.after_line(line);
                     match (holding, &next) {
                         // A malformed chunk line: hand hyper a chunk size it
                         // refuses, so the body fails where it is read (400
                         // from the application side), and pass nothing more.
-                        (true, State::Refused) => out.extend_from_slice(POISON),
-                        (true, _) => out.extend_from_slice(&line),
-                        (false, _) => out.extend_from_slice(end),
+                        (true, State::Refused) => out.pass(POISON),
+                        (true, _) => out.pass(line),
+                        (false, _) => out.pass(end),
                     }
+                    self.line.clear();
                     self.state = next;
                 }
             }
@@ -286,7 +291,7 @@ impl Framer {
         }
     }
 
-    fn after_line(&mut self, line: &[u8]) -> State {
+    fn after_line(&self, line: &[u8]) -> State {
         let Some(content) = line.strip_suffix(b"\r\n") else {
             return State::PassThrough; // a bare LF in the body framing: hyper decides
         };
@@ -401,6 +406,69 @@ impl Framer {
     }
 }
 
+/// Where [`Framer::feed`] puts the bytes it passes, in order.
+pub trait Sink {
+    /// Append `bytes` to what passes.
+    fn pass(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn pass(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A [`Sink`] for bytes already where they must go: while what passes is the
+/// input itself, in order from its start (the usual case: whole heads and body
+/// bytes), it only counts; the first byte passed from elsewhere (a head held
+/// over reads, a poisoned chunk line) or out of order (dropped leading empty
+/// lines) copies what passed so far into `copy` and carries on there.
+#[derive(Debug)]
+struct InPlace<'a> {
+    input: &'a [u8],
+    passed: usize,
+    copy: &'a mut Vec<u8>,
+    copying: bool,
+}
+
+impl<'a> InPlace<'a> {
+    /// `copy` must be empty.
+    fn new(input: &'a [u8], copy: &'a mut Vec<u8>) -> InPlace<'a> {
+        InPlace {
+            input,
+            passed: 0,
+            copy,
+            copying: false,
+        }
+    }
+
+    /// `Some(n)`: what passed is the first `n` bytes of the input;
+    /// `None`: it is all in `copy`.
+    fn finish(self) -> Option<usize> {
+        (!self.copying).then_some(self.passed)
+    }
+}
+
+impl Sink for InPlace<'_> {
+    fn pass(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if !self.copying {
+            let next = &self.input[self.passed..];
+            // Two live allocations never overlap: a slice that starts where
+            // the unpassed input starts, and fits in it, is that input.
+            if std::ptr::eq(bytes.as_ptr(), next.as_ptr()) && bytes.len() <= next.len() {
+                self.passed += bytes.len();
+                return;
+            }
+            self.copy.extend_from_slice(&self.input[..self.passed]);
+            self.copying = true;
+        }
+        self.copy.extend_from_slice(bytes);
+    }
+}
+
 /// Where [`Framer::collect_head`] found a complete head, if it did.
 enum Collected<'a> {
     /// Whole within the bytes just read.
@@ -500,9 +568,9 @@ fn valid_chunk_ext(mut rest: &[u8]) -> bool {
 
 /// Move up to `n` body bytes from the front of `data` to `out`; the bytes of
 /// the `n` still to come.
-fn pass(n: u64, data: &mut &[u8], out: &mut Vec<u8>) -> u64 {
+fn pass(n: u64, data: &mut &[u8], out: &mut impl Sink) -> u64 {
     let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
-    out.extend_from_slice(&data[..take]);
+    out.pass(&data[..take]);
     *data = &data[take..];
     n - take as u64
 }
@@ -528,9 +596,10 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
 pub struct Framed<S> {
     inner: S,
     framer: Framer,
+    /// Bytes passed but not yet handed to hyper (when they could not be
+    /// left where they were read), from `pos` on.
     ready: Vec<u8>,
     pos: usize,
-    scratch: Box<[u8]>,
     reply: Option<(Vec<u8>, usize)>,
     eof: bool,
     timeouts: Timeouts,
@@ -561,7 +630,6 @@ impl<S> Framed<S> {
             framer: Framer::new(field_size),
             ready: Vec::new(),
             pos: 0,
-            scratch: vec![0; 16 * 1024].into_boxed_slice(),
             reply: None,
             eof: false,
             timeouts,
@@ -633,6 +701,10 @@ fn refusal_response(refusal: &Refusal) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Reads go straight into hyper's buffer, and the framer judges them there:
+/// what it passes unchanged stays (no copy), what it holds back (the start of
+/// a head) is cut off the end, and only when it passes other bytes (a head
+/// held over reads, a poisoned chunk line) is the read rewritten from `ready`.
 impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -647,35 +719,40 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
                 this.pos += n;
                 return Poll::Ready(Ok(()));
             }
-            if this.eof || this.reply.is_some() {
+            if this.eof || this.reply.is_some() || buf.remaining() == 0 {
                 return Poll::Ready(Ok(())); // end of input for hyper
             }
-            let mut scratch = ReadBuf::new(&mut this.scratch);
-            if Pin::new(&mut this.inner)
-                .poll_read(cx, &mut scratch)?
-                .is_pending()
-            {
+            let start = buf.filled().len();
+            if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
                 this.watch(cx);
                 if this.eof || this.reply.is_some() {
                     continue;
                 }
                 return Poll::Pending;
             }
-            let filled = scratch.filled();
-            if filled.is_empty() {
+            if buf.filled().len() == start {
                 this.eof = true;
                 continue;
             }
             let before = this.framer.awaiting_head();
             this.ready.clear();
             this.pos = 0;
-            if let Err(refusal) = this.framer.feed(filled, &mut this.ready) {
+            let mut sink = InPlace::new(&buf.filled()[start..], &mut this.ready);
+            let judged = this.framer.feed(sink.input, &mut sink);
+            match sink.finish() {
+                Some(passed) => buf.set_filled(start + passed),
+                None => buf.set_filled(start), // `ready` has it: the loop's top
+            }
+            if let Err(refusal) = judged {
                 this.reply = Some((refusal_response(&refusal), 0));
             }
             // A new wait starts when a head begins or a message ends.
             let after = this.framer.awaiting_head();
             if after != before || after == Some(false) || this.framer.passing_through() {
                 this.since = Instant::now();
+            }
+            if buf.filled().len() > start {
+                return Poll::Ready(Ok(()));
             }
         }
     }
@@ -743,6 +820,75 @@ mod tests {
     fn bytewise(raw: &[u8]) -> (Vec<u8>, Option<Refusal>) {
         let chunks: Vec<&[u8]> = raw.chunks(1).collect();
         run(&mut Framer::new(8190), &chunks)
+    }
+
+    /// What `Framed` hands hyper for these reads: each judged in place, as
+    /// `poll_read` does; and how many of the reads needed a copy.
+    fn in_place(framer: &mut Framer, chunks: &[&[u8]]) -> (Vec<u8>, Option<Refusal>, usize) {
+        let (mut out, mut copied) = (Vec::new(), 0);
+        for chunk in chunks {
+            let mut copy = Vec::new();
+            let mut sink = InPlace::new(chunk, &mut copy);
+            let judged = framer.feed(chunk, &mut sink);
+            match sink.finish() {
+                Some(n) => out.extend_from_slice(&chunk[..n]),
+                None => {
+                    copied += 1;
+                    out.extend_from_slice(&copy);
+                }
+            }
+            if let Err(refusal) = judged {
+                return (out, Some(refusal), copied);
+            }
+        }
+        (out, None, copied)
+    }
+
+    #[test]
+    fn reads_judged_in_place_pass_what_a_copy_passes() {
+        let streams: [&[u8]; 7] = [
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 5\r\n\r\nhelloGET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"\r\n\r\nGET /lead HTTP/1.1\r\nHost: x\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\n\
+              GET /d HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 bad\r\nabc\r\n0\r\n\r\n",
+            b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+            b"GET /ok HTTP/1.1\r\n\r\nGET /bare HTTP/1.1\nHost: x\r\n\r\n",
+            b"GET /close HTTP/1.1\r\nConnection: close\r\n\r\nanything at all\r\n\r\n",
+        ];
+        for raw in streams {
+            let expected = run(&mut Framer::new(8190), &[raw]);
+            // Every split into two reads, and every read a single byte.
+            for mid in 0..=raw.len() {
+                let (out, refusal, _) =
+                    in_place(&mut Framer::new(8190), &[&raw[..mid], &raw[mid..]]);
+                assert_eq!((out, refusal), expected, "split at {mid} of {raw:?}");
+            }
+            let bytes: Vec<&[u8]> = raw.chunks(1).collect();
+            let (out, refusal, _) = in_place(&mut Framer::new(8190), &bytes);
+            assert_eq!((out, refusal), expected, "bytewise {raw:?}");
+        }
+    }
+
+    #[test]
+    fn whole_heads_and_bodies_in_one_read_are_not_copied() {
+        let raw = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+                    POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+                    GET /d HTTP/1.1\r\nHost: x\r\n\r\nGET /partial HTTP/1.1\r\nHo";
+        let (out, refusal, copied) = in_place(&mut Framer::new(8190), &[raw]);
+        assert_eq!((refusal, copied), (None, 0));
+        // The partial head at the end is held back, cut off the read.
+        assert_eq!(out, raw[..raw.len() - b"GET /partial HTTP/1.1\r\nHo".len()]);
+        // Its completion arrives split from its start: that read is a copy.
+        let mut framer = Framer::new(8190);
+        let (out, _, copied) = in_place(&mut framer, &[b"GET / HTTP/1.1\r\nHo", b"st: x\r\n\r\n"]);
+        assert_eq!(
+            (out.as_slice(), copied),
+            (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], 1)
+        );
     }
 
     #[test]
