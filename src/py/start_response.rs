@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::errors;
 use crate::http::dispatch::error_response;
 use crate::http::{BodyError, FileBody, ResponseBody, SendfileQueue};
-use crate::wsgi::status::{HeadFields, ResponseHead};
+use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
 
@@ -533,6 +533,49 @@ fn latin1<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>
     })
 }
 
+/// Slots of [`NAMES`]: a power of two.
+const NAME_SLOTS: usize = 64;
+
+/// Field names read before, by the identity of their `str`: an application
+/// passes the same string objects request after request (literals in its
+/// code, a framework's constants), and a `str` never changes, so a name
+/// read once need not be decoded, checked and lowercased again. Direct-mapped
+/// by address; each slot holds its `str` alive, so an address in it is never
+/// another object's. At most [`NAME_SLOTS`] names of at most
+/// [`NAME_CACHED_MAX`] bytes are kept.
+static NAMES: pyo3::sync::GILProtected<std::cell::RefCell<[NameSlot; NAME_SLOTS]>> =
+    pyo3::sync::GILProtected::new(std::cell::RefCell::new([const { None }; NAME_SLOTS]));
+
+/// A slot of [`NAMES`]: a `str` and the field name read from it.
+type NameSlot = Option<(Py<PyString>, http::HeaderName)>;
+
+/// The longest field name [`NAMES`] keeps, in bytes.
+const NAME_CACHED_MAX: usize = 64;
+
+/// The field name `name` (a `str`), from [`NAMES`] or read and kept there;
+/// `None` if it is not a valid one (the caller then reports why).
+fn cached_name(name: &Bound<'_, PyAny>) -> PyResult<Option<http::HeaderName>> {
+    let py = name.py();
+    let address = name.as_ptr() as usize;
+    // CPython objects are 16-byte aligned: the bits above pick the slot.
+    let slot = (address >> 4) % NAME_SLOTS;
+    if let Some((held, parsed)) = &NAMES.get(py).borrow()[slot] {
+        if held.as_ptr() as usize == address {
+            return Ok(Some(parsed.clone()));
+        }
+    }
+    let Ok(parsed) = field_name(&latin1(name, "header name")?) else {
+        return Ok(None);
+    };
+    // Only an exact `str` is kept: a subclass may carry other state.
+    if let Ok(text) = name.downcast_exact::<PyString>() {
+        if parsed.as_str().len() <= NAME_CACHED_MAX {
+            NAMES.get(py).borrow_mut()[slot] = Some((text.clone().unbind(), parsed.clone()));
+        }
+    }
+    Ok(Some(parsed))
+}
+
 /// Validate one `(name, value)` item of `response_headers` into `fields`.
 fn add_field(fields: &mut HeadFields, item: &Bound<'_, PyAny>) -> PyResult<()> {
     let pair = item
@@ -545,10 +588,13 @@ fn add_field(fields: &mut HeadFields, item: &Bound<'_, PyAny>) -> PyResult<()> {
             ))
         })?;
     let (name, value) = (pair.get_borrowed_item(0)?, pair.get_borrowed_item(1)?);
-    fields.add(
-        &latin1(&name, "header name")?,
-        &latin1(&value, "header value")?,
-    );
+    match cached_name(&name)? {
+        Some(parsed) => fields.add_named(parsed, &latin1(&value, "header value")?),
+        None => fields.add(
+            &latin1(&name, "header name")?,
+            &latin1(&value, "header value")?,
+        ),
+    }
     Ok(())
 }
 
@@ -674,6 +720,38 @@ mod tests {
             assert_eq!(after, before + 1, "the response holds the bytes object");
             assert_eq!(response.headers()["content-length"], "4097");
             drop(response);
+        });
+    }
+
+    #[test]
+    fn a_field_name_is_read_once_per_str_object() {
+        Python::with_gil(|py| {
+            let slot_of = |name: &Bound<'_, PyAny>| (name.as_ptr() as usize >> 4) % NAME_SLOTS;
+            let held = |name: &Bound<'_, PyAny>| {
+                NAMES.get(py).borrow()[slot_of(name)]
+                    .as_ref()
+                    .is_some_and(|(s, _)| s.as_ptr() == name.as_ptr())
+            };
+            let name = PyString::new(py, "X-Request-Id").into_any();
+            let first = cached_name(&name).unwrap().unwrap();
+            assert_eq!(first.as_str(), "x-request-id");
+            assert!(held(&name));
+            assert_eq!(cached_name(&name).unwrap(), Some(first));
+            // Not a token: nothing kept, the caller reports it.
+            let bad = PyString::new(py, "Bad Name").into_any();
+            assert_eq!(cached_name(&bad).unwrap(), None);
+            assert!(!held(&bad));
+            // A str subclass is read every time, never kept.
+            let sub = py
+                .eval(c"type('S', (str,), {})('X-Sub')", None, None)
+                .unwrap();
+            assert_eq!(cached_name(&sub).unwrap().unwrap().as_str(), "x-sub");
+            assert!(!held(&sub));
+            // Not a str at all: the TypeError of PEP 3333's native strings.
+            let number = 5i32.into_pyobject(py).unwrap().into_any();
+            assert!(cached_name(&number)
+                .unwrap_err()
+                .is_instance_of::<PyTypeError>(py));
         });
     }
 

@@ -96,10 +96,19 @@ impl HeadFields {
     /// Validate and add one field given as latin-1 bytes (the rules of
     /// [`ResponseHead::new`]); a refusal waits for [`HeadFields::finish`].
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
-        if self.error.is_none() {
-            if let Err(err) = self.try_add(name, value) {
-                self.error = Some(err);
-            }
+        let field = field_name(name).and_then(|name| self.try_add(name, value));
+        self.refuse(field);
+    }
+
+    /// [`HeadFields::add`] for a name already read by [`field_name`].
+    pub fn add_named(&mut self, name: HeaderName, value: &[u8]) {
+        let field = self.try_add(name, value);
+        self.refuse(field);
+    }
+
+    fn refuse(&mut self, field: Result<(), HeadError>) {
+        if let (Err(err), None) = (field, &self.error) {
+            self.error = Some(err);
         }
     }
 
@@ -123,13 +132,10 @@ impl HeadFields {
         })
     }
 
-    fn try_add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
-        let name = HeaderName::from_bytes(name).map_err(|_| {
-            HeadError(format!(
-                "response header name {:?} is not a valid field name (RFC 9110 §5.1 token)",
-                latin1(name)
-            ))
-        })?;
+    fn try_add(&mut self, name: HeaderName, value: &[u8]) -> Result<(), HeadError> {
+        if self.error.is_some() {
+            return Ok(()); // only the first refusal is reported
+        }
         let value = HeaderValue::from_bytes(value).map_err(|_| {
             HeadError(format!(
                 "response header {name}: {:?} contains a control character (CR, LF, NUL, ...)",
@@ -169,6 +175,20 @@ impl HeadFields {
         self.headers.append(name, value);
         Ok(())
     }
+}
+
+/// A response field name (latin-1 bytes) as a [`HeaderName`], lowercased.
+///
+/// # Errors
+///
+/// [`HeadError`] when it is not a token (RFC 9110 §5.1).
+pub fn field_name(name: &[u8]) -> Result<HeaderName, HeadError> {
+    HeaderName::from_bytes(name).map_err(|_| {
+        HeadError(format!(
+            "response header name {:?} is not a valid field name (RFC 9110 §5.1 token)",
+            latin1(name)
+        ))
+    })
 }
 
 /// Parse `"NNN reason"` into a status code and a non-canonical reason phrase.
