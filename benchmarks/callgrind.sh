@@ -4,11 +4,14 @@
 # usage: benchmarks/callgrind.sh [MODULE [OUT]]     defaults: hello, /tmp/ferrule.callgrind
 #        BROWSER=1 benchmarks/callgrind.sh ...       requests carry ten browser-like fields
 #        BODY=4096 benchmarks/callgrind.sh echo ...   POST bodies of BODY bytes (the echo scenario)
+#        SERVER=fastwsgi benchmarks/callgrind.sh ...  count a peer instead: fastwsgi or bjoern
+#                                                     (benchmarks/.venv), limit (hyper, no
+#                                                     Python) or raw (httparse, no hyper)
 #
 # Serves benchmarks/apps/MODULE.py with ferrule.serve() (one thread: the inline path)
 # under valgrind, loads it with wrk for 3 s untimed, then counts instructions over
 # 6 s of `wrk -t1 -c64 GET /`. Prints the total, the requests (calls of
-# worker::begin) and their ratio; `callgrind_annotate --inclusive=yes OUT.1` shows
+# worker::begin; for a peer, the requests wrk counted) and their ratio; `callgrind_annotate --inclusive=yes OUT.1` shows
 # where they go. Instruction counts do not depend on other load on the machine, but
 # the total varies by 1 to 2% from run to run (how many requests each turn of the
 # event loop finds ready); one function's inclusive count per call varies less.
@@ -41,14 +44,24 @@ if [ -n "${BODY:-}" ]; then
 fi
 cd "$(dirname "$0")/.."
 rm -f "$OUT" "$OUT".*
+SERVER=${SERVER:-ferrule}
+case $SERVER in
+    ferrule) COMMAND=(.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks/apps'); \
+import $MODULE as m, ferrule; ferrule.serve(m.app, port=$PORT)") ;;
+    fastwsgi | bjoern) export PYTHONPATH=benchmarks/apps
+        COMMAND=(benchmarks/.venv/bin/python benchmarks/peer_server.py "$SERVER" \
+            "127.0.0.1:$PORT" "$MODULE:app") ;;
+    limit) COMMAND=(benchmarks/limit/target/release/ferrule-bench-limit --bind "127.0.0.1:$PORT") ;;
+    raw) COMMAND=(benchmarks/limit/target/release/ferrule-bench-raw --bind "127.0.0.1:$PORT") ;;
+    *) echo "SERVER is ferrule, fastwsgi, bjoern, limit or raw" >&2; exit 2 ;;
+esac
 valgrind --tool=callgrind --callgrind-out-file="$OUT" --instr-atstart=no \
-    .venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks/apps'); \
-import $MODULE as m, ferrule; ferrule.serve(m.app, port=$PORT)" > "$OUT.log" 2>&1 &
+    "${COMMAND[@]}" > "$OUT.log" 2>&1 &
 VALGRIND=$!
 for _ in $(seq 60); do curl -s -o /dev/null "$URL" && break; sleep 1; done
 wrk "${FIELDS[@]}" -t1 -c64 -d3s "$URL" > /dev/null
 callgrind_control -i on $VALGRIND > /dev/null 2>&1
-wrk "${FIELDS[@]}" -t1 -c64 -d6s "$URL" | grep "requests in"
+COUNTED=$(wrk "${FIELDS[@]}" -t1 -c64 -d6s "$URL" | awk '/requests in/ {print $1}')
 callgrind_control -i off $VALGRIND > /dev/null 2>&1
 callgrind_control -d $VALGRIND > /dev/null 2>&1
 sleep 1
@@ -58,7 +71,8 @@ kill -9 $VALGRIND 2> /dev/null || true
 wait $VALGRIND 2> /dev/null || true
 # The dump of the running process is OUT.1; OUT itself is written at exit.
 TOTAL=$(callgrind_annotate "$OUT.1" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-REQUESTS=$(callgrind_annotate --tree=caller --threshold=100 "$OUT.1" | awk '
+REQUESTS=$COUNTED
+[ "$SERVER" = ferrule ] && REQUESTS=$(callgrind_annotate --tree=caller --threshold=100 "$OUT.1" | awk '
     /  < / { if (match($0, /\(([0-9,]+)x\)/)) { n = substr($0, RSTART + 1, RLENGTH - 3); gsub(",", "", n); calls += n } next }
     /\*  .*_ferrule::py::worker::begin / && !found { found = calls }
     { calls = 0 }
