@@ -24,6 +24,17 @@ pub enum RequestBody {
     Buffered(Bytes),
 }
 
+impl RequestBody {
+    /// Whether the request has no body bytes at all (none declared, or a
+    /// `Content-Length: 0`, or an empty one read whole).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            RequestBody::Stream(incoming) => hyper::body::Body::is_end_stream(incoming),
+            RequestBody::Buffered(data) => data.is_empty(),
+        }
+    }
+}
+
 /// Runs a request to completion on the event loop's own thread (see
 /// [`Dispatch::with_inline`]); it must never block on the connection.
 pub type InlineHandler = Arc<dyn Fn(Job) + Send + Sync>;

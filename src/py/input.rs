@@ -245,3 +245,43 @@ impl Input {
         Ok((!line.as_bytes().is_empty()).then_some(line))
     }
 }
+
+/// `wsgi.input` of a request without a body (none declared, or a
+/// `Content-Length` of 0): every read is at the end. It has no state, so one
+/// object per worker serves every such request, with no borrow to collide on
+/// when threads share it.
+#[pyclass(module = "ferrule._ferrule", frozen)]
+#[derive(Debug)]
+pub struct EmptyInput;
+
+#[pymethods]
+impl EmptyInput {
+    /// `b""`: there is no body.
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
+        let _ = size;
+        PyBytes::new(py, b"")
+    }
+
+    /// `b""`: there is no body.
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
+        let _ = size;
+        PyBytes::new(py, b"")
+    }
+
+    /// `[]`: there is no body.
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> Bound<'py, PyList> {
+        let _ = hint;
+        PyList::empty(py)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<PyObject> {
+        None
+    }
+}

@@ -26,6 +26,7 @@ pub(crate) fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Server>()?;
     m.add_class::<file_wrapper::FileWrapper>()?;
     m.add_class::<input::Input>()?;
+    m.add_class::<input::EmptyInput>()?;
     m.add_class::<errors::ErrorStream>()?;
     m.add_class::<start_response::StartResponse>()?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::environ::{self, ListenerInfo};
 use super::errors;
+use super::input::EmptyInput;
 use super::worker::{self, AccessLog, WorkerContext};
 use crate::config::forwarded::TrustedProxies;
 use crate::config::Bind;
@@ -210,6 +211,7 @@ impl Server {
             access: self.access.clone(),
             body_limit: self.limits.body,
             body_timeout: self.body_timeout,
+            empty_input: Py::new(py, EmptyInput)?,
         });
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (handoff_tx, handoff_rx) = crossbeam_channel::unbounded();

@@ -25,7 +25,7 @@ use tokio::runtime::Handle;
 use super::environ::{self, ListenerInfo};
 use super::errors;
 use super::file_wrapper::{FileWrapper, OpenFile};
-use super::input::Input;
+use super::input::{EmptyInput, Input};
 use super::start_response::StartResponse;
 use crate::http::{InlineHandler, Job, Peer};
 use crate::supervisor::Scoreboard;
@@ -47,6 +47,8 @@ pub(crate) struct WorkerContext {
     /// This worker's scoreboard record, under a master: threads mark the
     /// request they run, so `--timeout` can find and name it.
     pub board: Option<(Arc<Scoreboard>, usize)>,
+    /// The `wsgi.input` of every request without a body.
+    pub empty_input: Py<EmptyInput>,
 }
 
 /// `--access-logformat`, rendered to the `ferrule.access` logger.
@@ -388,7 +390,8 @@ pub(crate) struct Call {
     peer: Peer,
     received: std::time::Instant,
     start_response: Py<StartResponse>,
-    input: Py<Input>,
+    /// `None` for a request without a body: `wsgi.input` was the worker's `EmptyInput`.
+    input: Option<Py<Input>>,
     environ: Option<Py<PyDict>>,
     result: PyResult<Py<PyAny>>,
     /// The regular file behind a `wsgi.file_wrapper` result, once looked up.
@@ -470,13 +473,18 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
             sr.set_inline();
         }
     }
-    let input = Input::new(
-        body,
-        context.runtime.clone(),
-        context.body_limit,
-        context.body_timeout,
-    );
-    let input = match Bound::new(py, input) {
+    let input = if body.is_empty() {
+        Ok(None)
+    } else {
+        let input = Input::new(
+            body,
+            context.runtime.clone(),
+            context.body_limit,
+            context.body_timeout,
+        );
+        Bound::new(py, input).map(Some)
+    };
+    let input = match input {
         Ok(input) => input,
         Err(err) => {
             errors::log_exception(py, "cannot create wsgi.input", &err);
@@ -490,7 +498,11 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
     let mut environ = None;
     let result = environ::build(py, context.templates[listener].bind(py), &parts, peer, info)
         .and_then(|env| {
-            env.set_item(intern!(py, "wsgi.input"), &input)?;
+            let stream = match &input {
+                Some(input) => input.as_any(),
+                None => context.empty_input.bind(py).as_any(),
+            };
+            env.set_item(intern!(py, "wsgi.input"), stream)?;
             let result = context.app.bind(py).call1((&env, &start_response));
             environ = Some(env.unbind());
             result.map(Bound::unbind)
@@ -500,7 +512,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         peer,
         received,
         start_response: start_response.unbind(),
-        input: input.unbind(),
+        input: input.map(Bound::unbind),
         environ,
         result,
         file: None,
@@ -552,11 +564,11 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         file: _,
     } = call;
     let start_response = start_response.into_bound(py);
-    let input = input.into_bound(py);
+    let input = input.map(|input| input.into_bound(py));
     if let Err(err) = outcome {
         let mut sr = start_response.borrow_mut();
         let (method, uri) = (&parts.method, &parts.uri);
-        let status = match input.borrow().failure() {
+        let status = match input.as_ref().and_then(|input| input.borrow().failure()) {
             Some(status) => {
                 let why = format!("{method} {uri}: {status} while reading the request body: {err}");
                 errors::log(py, "info", &why);
@@ -582,7 +594,9 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         };
         sr.fail(py, status);
     }
-    input.borrow_mut().finish();
+    if let Some(input) = input {
+        input.borrow_mut().finish();
+    }
     if let Some(access) = &context.access {
         let environ = environ.map(|env| env.into_bound(py));
         access.log(

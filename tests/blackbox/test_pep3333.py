@@ -344,6 +344,37 @@ READ_MODES = [
 ]
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_wsgi_input_of_a_request_without_a_body_is_at_its_end(ferrule_server, state, threads):
+    # No body (GET), an empty Content-Length body, an empty chunked body: every read
+    # method gives nothing, on one keep-alive connection, whichever object serves it.
+    srv = ferrule_server(
+        "apps.body:app", "--threads", threads, env={"FERRULE_TEST_STATE": str(state)}
+    )
+    bodies = [
+        ("GET", [], b""),
+        ("POST", [("Content-Length", "0")], b""),
+        ("POST", [("Transfer-Encoding", "chunked")], b"0\r\n\r\n"),
+    ]
+    seen = []
+    with Wire(srv.port) as w:
+        for method, headers, body in bodies:
+            for mode, n in READ_MODES:
+                w.send(request(method, f"/pieces?mode={mode}&n={n}", headers) + body)
+                resp = w.read_response()
+                seen.append((method, headers, mode, n, resp.status, json.loads(resp.body)))
+    expected = [
+        (m, h, mode, n, 200, {"pieces": [], "after": ""})
+        for m, h, _ in bodies
+        for mode, n in READ_MODES
+    ]
+    # read() and its spellings return one piece: b"".
+    for i, (method, headers, mode, n, _, _) in enumerate(expected):
+        if mode in ("read", "read-1", "read-none"):
+            expected[i] = (method, headers, mode, n, 200, {"pieces": [""], "after": ""})
+    assert seen == expected
+
+
 @pytest.mark.parametrize("transfer", ["content-length", "chunked"])
 @pytest.mark.parametrize("body", [SMALL_LINES, LARGE_LINES], ids=["small", "300KiB"])
 def test_wsgi_input_read_methods_are_exact(body_app, transfer, body):
