@@ -739,16 +739,24 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
             this.pos = 0;
             let mut sink = InPlace::new(&buf.filled()[start..], &mut this.ready);
             let judged = this.framer.feed(sink.input, &mut sink);
-            match sink.finish() {
-                Some(passed) => buf.set_filled(start + passed),
-                None => buf.set_filled(start), // `ready` has it: the loop's top
-            }
+            let passed = match sink.finish() {
+                Some(passed) => {
+                    buf.set_filled(start + passed);
+                    passed > 0
+                }
+                None => {
+                    buf.set_filled(start); // `ready` has it: the loop's top
+                    true
+                }
+            };
             if let Err(refusal) = judged {
                 this.reply = Some((refusal_response(&refusal), 0));
             }
-            // A new wait starts when a head begins or a message ends.
+            // A new wait starts when a head begins or a message ends; empty
+            // lines between messages, which pass nothing, are no activity.
             let after = this.framer.awaiting_head();
-            if after != before || after == Some(false) || this.framer.passing_through() {
+            if after != before || (after == Some(false) && passed) || this.framer.passing_through()
+            {
                 this.since = Instant::now();
             }
             if buf.filled().len() > start {

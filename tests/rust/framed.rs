@@ -70,3 +70,30 @@ async fn a_connection_no_longer_judged_ends_after_the_longest_wait() {
     // max(header + keep-alive, body) = max(15 s, 60 s)
     assert_eq!(started.elapsed(), TIMEOUTS.body);
 }
+
+#[tokio::test(start_paused = true)]
+async fn empty_lines_between_requests_do_not_keep_a_connection_alive() {
+    // RFC 9112 §2.2 lets a server ignore empty lines before a request line; they
+    // are not a request, so they neither restart the idle wait nor start a head.
+    let (mut client, server) = tokio::io::duplex(4096);
+    let mut framed = Framed::new(server, 8190, TIMEOUTS);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if client.write_all(b"\r\n").await.is_err() {
+                break;
+            }
+        }
+        client
+    });
+    let read = read_to_end(&mut framed).await;
+    assert_eq!(read, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(started.elapsed(), TIMEOUTS.keep_alive);
+    drop(framed);
+    writer.await.unwrap();
+}
