@@ -46,7 +46,7 @@ pub const INLINE_BODY_MAX: u64 = 64 * 1024;
 #[derive(Debug)]
 pub struct Job {
     /// Request line and fields.
-    pub parts: http::request::Parts,
+    pub parts: Box<http::request::Parts>,
     /// The message body.
     pub body: RequestBody,
     /// The client (`REMOTE_ADDR`, `REMOTE_PORT`).
@@ -180,7 +180,7 @@ impl Dispatch {
             None => (RequestBody::Stream(body), None),
         };
         let job = Job {
-            parts,
+            parts: Box::new(parts),
             body,
             peer,
             listener,

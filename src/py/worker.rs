@@ -386,7 +386,7 @@ fn mark_busy(board: &Scoreboard, worker: usize, thread: usize, parts: &http::req
 /// A request between the application call and the end of its response; it can
 /// move from the event loop's thread to a worker thread.
 pub(crate) struct Call {
-    parts: http::request::Parts,
+    parts: Box<http::request::Parts>,
     peer: Peer,
     received: std::time::Instant,
     start_response: Py<StartResponse>,
