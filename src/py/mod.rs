@@ -7,12 +7,14 @@
 //! - [`input`]: `wsgi.input`, streaming the request body with the GIL released.
 //! - [`errors`]: `wsgi.errors` and the `ferrule.error` logger.
 //! - [`file_wrapper`]: serving `wsgi.file_wrapper` objects.
+//! - [`loop_gil`]: the inline loop's thread holds the GIL between parks.
 
 mod cli;
 mod environ;
 mod errors;
 mod file_wrapper;
 mod input;
+mod loop_gil;
 mod router;
 mod server;
 mod start_response;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::environ::{self, ListenerInfo};
 use super::errors;
 use super::input::EmptyInput;
+use super::loop_gil;
 use super::worker::{self, AccessLog, WorkerContext};
 use crate::config::forwarded::TrustedProxies;
 use crate::config::Bind;
@@ -170,9 +171,17 @@ impl Server {
         }
         // The runtime is built per run, after any fork: a worker must never
         // share an epoll instance with its master.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        // One Python thread: the event loop's thread runs the application
+        // itself (worker::inline_handler), holding the GIL between parks.
+        let inline = self.threads == 1 && self.inline;
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        if inline {
+            builder
+                .on_thread_park(loop_gil::release)
+                .on_thread_unpark(loop_gil::reacquire);
+        }
+        let runtime = builder.build()?;
         let listeners = {
             let _guard = runtime.enter();
             listeners
@@ -219,10 +228,8 @@ impl Server {
         drop((jobs_rx, handoff_rx));
         let mut dispatch =
             Dispatch::new(jobs_tx, mode.max_requests, self.stop.clone(), self.limits);
-        // One Python thread: the event loop's thread runs the application
-        // itself (worker::inline_handler), using the scoreboard slot after
-        // the threads' own.
-        if self.threads == 1 && self.inline {
+        // The inline handler uses the scoreboard slot after the threads' own.
+        if inline {
             let inline = worker::inline_handler(context, handoff_tx, usize::from(self.threads));
             dispatch = dispatch.with_inline(inline, self.body_timeout);
         } else {
@@ -245,7 +252,7 @@ impl Server {
         let listeners = &listeners[..];
         let handle_signals = mode.handle_signals;
         let mut immediate = false;
-        let outcome = py.allow_threads(|| {
+        let serve = || {
             runtime.block_on(async {
                 let run = http::run(listeners, dispatch, stop, options);
                 tokio::pin!(run);
@@ -287,7 +294,13 @@ impl Server {
                     }
                 }
             })
-        });
+        };
+        let outcome = if inline {
+            let _holding = loop_gil::Holding::start(py);
+            serve()
+        } else {
+            py.allow_threads(serve)
+        };
         self.stop.send_replace(false);
         let (aborted, interrupted) = outcome.map_err(PyErr::from)?;
         if aborted > 0 {

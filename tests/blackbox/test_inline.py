@@ -12,6 +12,7 @@ delivered, with or without a Content-Length. Each runs inline and, for compariso
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import httpx
@@ -140,3 +141,40 @@ def test_a_sleeping_generator_does_not_lose_other_requests(server):
         resp = paced.read_response()
     assert [(r.status_code, r.content) for r in others] == [(200, b"ok")] * 3
     assert resp.status == 200 and resp.body == b"first;second"
+
+
+def test_a_python_thread_of_the_application_keeps_running(server):
+    # The inline loop's thread holds the GIL while it works and lets it go only while
+    # it waits for the network: a thread the application started must still run, when
+    # the server is idle and while it serves requests. The thread wakes every 5 ms;
+    # the bounds are a tenth of what it does on an idle machine.
+    def ticks() -> int:
+        return int(httpx.get(f"{server.url}/ticks", timeout=20).text)
+
+    ticks()  # starts the thread
+    first = ticks()
+    time.sleep(1.0)
+    idle = ticks() - first
+    assert idle >= 20, f"{idle} wake-ups in 1 s idle"
+
+    stop = time.monotonic() + 1.5
+    served = []
+
+    def load():
+        with Wire(server.port) as w:
+            n = 0
+            while time.monotonic() < stop:
+                w.send(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert w.read_response().status == 200
+                n += 1
+            served.append(n)
+
+    first = ticks()
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(timeout=30)
+    busy = ticks() - first
+    assert len(served) == 4 and min(served) > 0
+    assert busy >= 10, f"{busy} wake-ups in 1.5 s while {sum(served)} requests were served"

@@ -7,6 +7,7 @@ One path per behaviour (see ``ROUTES``); a ``t`` query token makes the app recor
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from apps import query, record
@@ -236,7 +237,31 @@ def paced(environ, start_response):
     return gen()
 
 
+TICKS = 0
+TICKER: list[threading.Thread] = []
+
+
+def ticks(environ, start_response):
+    """How often a Python thread of the app's own has woken up, every 5 ms, so far.
+
+    The first call starts that thread (a daemon that sleeps 5 ms, then counts).
+    """
+    if not TICKER:
+
+        def tick():
+            global TICKS
+            while True:
+                time.sleep(0.005)
+                TICKS += 1
+
+        TICKER.append(threading.Thread(target=tick, daemon=True))
+        TICKER[0].start()
+    start_response("200 OK", TEXT)
+    return [str(TICKS).encode()]
+
+
 ROUTES = {
+    "/ticks": ticks,
     "/many-writes": many_writes,
     "/big-generator": big_generator,
     "/list-blocks": list_blocks,
