@@ -121,9 +121,7 @@ pub(crate) fn build<'py>(
     match peer {
         Peer::Tcp(addr) => {
             env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr(py, addr.ip())?)?;
-            let mut digits = [0; 5];
-            let port = latin1(py, port_text(addr.port(), &mut digits))?;
-            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+            env.set_item(intern!(py, "REMOTE_PORT"), remote_port(py, addr.port())?)?;
         }
         // As gunicorn: a Unix-socket peer has no address and no port.
         Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
@@ -134,10 +132,11 @@ pub(crate) fn build<'py>(
     for (key, value) in &vars.fields {
         // Only the keys of the static table are interned: interned strings are
         // immortal in CPython 3.12+, and a client chooses the other names.
-        let value = latin1(py, value)?;
         match key {
-            FieldKey::Common(i) => env.set_item(common_key(py, *i), value)?,
-            FieldKey::Built(key) => env.set_item(PyString::new(py, key), value)?,
+            FieldKey::Common(i) => {
+                env.set_item(common_key(py, *i), common_value(py, *i, value)?)?;
+            }
+            FieldKey::Built(key) => env.set_item(PyString::new(py, key), latin1(py, value)?)?,
         }
     }
     Ok(env)
@@ -213,6 +212,98 @@ fn remote_addr(py: Python<'_>, ip: IpAddr) -> PyResult<Bound<'_, PyString>> {
     Ok(text)
 }
 
+/// `REMOTE_PORT` for `port`, from a cache of recent ports' `str`s: the
+/// requests of one keep-alive connection all come from its port.
+fn remote_port(py: Python<'_>, port: u16) -> PyResult<Bound<'_, PyString>> {
+    /// Direct-mapped by port; a power of two.
+    const SLOTS: usize = 64;
+    type Slot = Option<(u16, Py<PyString>)>;
+    static RECENT: GILProtected<RefCell<[Slot; SLOTS]>> =
+        GILProtected::new(RefCell::new([const { None }; SLOTS]));
+    let mut recent = RECENT.get(py).borrow_mut();
+    let slot = &mut recent[usize::from(port) % SLOTS];
+    if let Some((cached, text)) = slot {
+        if *cached == port {
+            return Ok(text.bind(py).clone());
+        }
+    }
+    let text = latin1(py, port_text(port, &mut [0; 5]))?;
+    *slot = Some((port, text.clone().unbind()));
+    Ok(text)
+}
+
+/// Whether [`common_value`] keeps the value of `COMMON_FIELDS[i]`: fields a
+/// deployment or a client sends the same on request after request. Cookies,
+/// credentials and per-request fields are never kept.
+const VALUE_KEPT: [bool; COMMON_FIELDS.len()] = [
+    true,  // host
+    true,  // user-agent
+    true,  // accept
+    true,  // accept-encoding
+    true,  // accept-language
+    true,  // connection
+    false, // cookie
+    false, // referer
+    true,  // origin
+    false, // authorization
+    true,  // cache-control
+    true,  // pragma
+    false, // if-none-match
+    false, // if-modified-since
+    false, // range
+    false, // expect
+    false, // transfer-encoding
+    true,  // upgrade-insecure-requests
+    false, // x-forwarded-for
+    true,  // x-forwarded-proto
+    true,  // x-forwarded-host
+    false, // x-real-ip
+    true,  // x-requested-with
+    false, // x-csrftoken
+    true,  // sec-fetch-site
+    true,  // sec-fetch-mode
+    true,  // sec-fetch-dest
+    true,  // dnt
+];
+
+/// The longest field value [`common_value`] keeps, in bytes.
+const VALUE_KEPT_MAX: usize = 256;
+
+/// The `str` of the value of `COMMON_FIELDS[index]`, decoded as latin-1.
+///
+/// A server sees the same `Host` on nearly every request, and a client sends
+/// the same `User-Agent`, `Accept`, `Accept-Encoding` on each of its requests:
+/// for the fields of [`VALUE_KEPT`], the last value (up to [`VALUE_KEPT_MAX`]
+/// bytes) is kept with its `str`, and an equal value shares that `str` (a
+/// `str` never changes) instead of being decoded again.
+fn common_value<'py>(
+    py: Python<'py>,
+    index: usize,
+    value: &[u8],
+) -> PyResult<Bound<'py, PyString>> {
+    type Slot = Option<(Vec<u8>, Py<PyString>)>;
+    static LAST: GILProtected<RefCell<[Slot; COMMON_FIELDS.len()]>> =
+        GILProtected::new(RefCell::new([const { None }; COMMON_FIELDS.len()]));
+    if !VALUE_KEPT[index] || value.len() > VALUE_KEPT_MAX {
+        return latin1(py, value);
+    }
+    let mut last = LAST.get(py).borrow_mut();
+    let slot = &mut last[index];
+    if let Some((bytes, text)) = slot.as_mut() {
+        if bytes.as_slice() == value {
+            return Ok(text.bind(py).clone());
+        }
+        let fresh = latin1(py, value)?;
+        bytes.clear();
+        bytes.extend_from_slice(value);
+        *text = fresh.clone().unbind();
+        return Ok(fresh);
+    }
+    let fresh = latin1(py, value)?;
+    *slot = Some((value.to_vec(), fresh.clone().unbind()));
+    Ok(fresh)
+}
+
 fn intern_protocol<'py>(py: Python<'py>, protocol: &'static str) -> Bound<'py, PyString> {
     match protocol {
         "HTTP/1.1" => intern!(py, "HTTP/1.1").clone(),
@@ -283,6 +374,68 @@ mod tests {
             }
             assert_eq!(env.len(), 40);
             assert_eq!(size(&env), before, "no resize for 28 more keys");
+        });
+    }
+
+    #[test]
+    fn kept_values_are_the_fields_a_client_repeats() {
+        let kept: Vec<&str> = COMMON_FIELDS
+            .iter()
+            .zip(VALUE_KEPT)
+            .filter_map(|((name, _), kept)| kept.then_some(*name))
+            .collect();
+        for secret in ["cookie", "authorization", "x-csrftoken", "range", "referer"] {
+            assert!(!kept.contains(&secret), "{secret}");
+        }
+        for repeated in ["host", "user-agent", "accept", "accept-encoding"] {
+            assert!(kept.contains(&repeated), "{repeated}");
+        }
+    }
+
+    #[test]
+    fn an_equal_field_value_shares_the_str_of_the_last() {
+        Python::with_gil(|py| {
+            let host = COMMON_FIELDS
+                .iter()
+                .position(|(n, _)| *n == "host")
+                .unwrap();
+            let cookie = COMMON_FIELDS
+                .iter()
+                .position(|(n, _)| *n == "cookie")
+                .unwrap();
+            let first = common_value(py, host, b"example.com:8000").unwrap();
+            let again = common_value(py, host, b"example.com:8000").unwrap();
+            assert!(again.is(&first), "shared");
+            let other = common_value(py, host, b"example.org").unwrap();
+            assert_eq!(other.to_str().unwrap(), "example.org");
+            assert!(!other.is(&first));
+            // latin-1: every byte is one character.
+            let high = common_value(py, host, b"caf\xe9").unwrap();
+            assert_eq!(high.to_str().unwrap(), "caf\u{e9}");
+            let a = common_value(py, cookie, b"session=1").unwrap();
+            let b = common_value(py, cookie, b"session=1").unwrap();
+            assert!(!a.is(&b), "cookies are decoded each time, never kept");
+            let long = vec![b'a'; VALUE_KEPT_MAX + 1];
+            let x = common_value(py, host, &long).unwrap();
+            let y = common_value(py, host, &long).unwrap();
+            assert!(!x.is(&y), "values over the limit are not kept");
+        });
+    }
+
+    #[test]
+    fn remote_port_is_its_digits_and_shared_per_port() {
+        Python::with_gil(|py| {
+            for port in [0u16, 9, 80, 8080, 54321, 65535] {
+                assert_eq!(
+                    remote_port(py, port).unwrap().to_str().unwrap(),
+                    port.to_string()
+                );
+            }
+            let first = remote_port(py, 40000).unwrap();
+            assert!(remote_port(py, 40000).unwrap().is(&first));
+            // 40064 takes the same slot: a different port, a different str.
+            assert_eq!(remote_port(py, 40064).unwrap().to_str().unwrap(), "40064");
+            assert_eq!(remote_port(py, 40000).unwrap().to_str().unwrap(), "40000");
         });
     }
 
