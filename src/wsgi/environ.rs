@@ -63,13 +63,23 @@ impl<'a> RequestVars<'a> {
             content_length: None,
             fields: Vec::with_capacity(parts.headers.keys_len()),
         };
-        for name in parts.headers.keys() {
+        // A HeaderMap yields every value of one name in a row, so a name met
+        // once is read without a lookup; only a repeated one is joined.
+        let mut fields = parts.headers.iter().peekable();
+        while let Some((name, value)) = fields.next() {
+            let repeated = fields.peek().is_some_and(|(next, _)| *next == name);
+            while fields.next_if(|(next, _)| *next == name).is_some() {}
             if *name == header::CONTENT_TYPE {
-                vars.content_type = parts.headers.get(name).map(|v| v.as_bytes());
+                vars.content_type = Some(value.as_bytes());
             } else if *name == header::CONTENT_LENGTH {
-                vars.content_length = parts.headers.get(name).map(|v| v.as_bytes());
+                vars.content_length = Some(value.as_bytes());
             } else if let Some(key) = http_key(name) {
-                vars.fields.push((key, combined(&parts.headers, name)));
+                let value = if repeated {
+                    combined(&parts.headers, name)
+                } else {
+                    Cow::Borrowed(value.as_bytes())
+                };
+                vars.fields.push((key, value));
             }
         }
         vars
@@ -370,6 +380,7 @@ mod tests {
             ],
         );
         let vars = RequestVars::new(&p, "");
+        assert_eq!(vars.fields.len(), 3, "one entry per name");
         assert_eq!(field(&vars, "HTTP_X_MULTI"), Some(&b"a,b"[..]));
         assert_eq!(field(&vars, "HTTP_X_OTHER"), Some(&b"z"[..]));
         assert_eq!(field(&vars, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
