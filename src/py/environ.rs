@@ -264,6 +264,15 @@ const VALUE_KEPT: [bool; COMMON_FIELDS.len()] = [
     true,  // sec-fetch-mode
     true,  // sec-fetch-dest
     true,  // dnt
+    true,  // sec-fetch-user
+    true,  // sec-ch-ua
+    true,  // sec-ch-ua-mobile
+    true,  // sec-ch-ua-platform
+    true,  // priority
+    true,  // x-forwarded-port
+    false, // x-request-id
+    false, // x-amzn-trace-id
+    false, // traceparent
 ];
 
 /// The longest field value [`common_value`] keeps, in bytes.
@@ -384,7 +393,15 @@ mod tests {
             .zip(VALUE_KEPT)
             .filter_map(|((name, _), kept)| kept.then_some(*name))
             .collect();
-        for secret in ["cookie", "authorization", "x-csrftoken", "range", "referer"] {
+        for secret in [
+            "cookie",
+            "authorization",
+            "x-csrftoken",
+            "range",
+            "referer",
+            "x-request-id",
+            "traceparent",
+        ] {
             assert!(!kept.contains(&secret), "{secret}");
         }
         for repeated in ["host", "user-agent", "accept", "accept-encoding"] {

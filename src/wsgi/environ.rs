@@ -153,7 +153,7 @@ impl FieldKey {
 }
 
 /// Common field names and their environ keys; [`FieldKey::Common`] indexes it.
-pub const COMMON_FIELDS: [(&str, &str); 28] = [
+pub const COMMON_FIELDS: [(&str, &str); 37] = [
     ("host", "HTTP_HOST"),
     ("user-agent", "HTTP_USER_AGENT"),
     ("accept", "HTTP_ACCEPT"),
@@ -185,6 +185,15 @@ pub const COMMON_FIELDS: [(&str, &str); 28] = [
     ("sec-fetch-mode", "HTTP_SEC_FETCH_MODE"),
     ("sec-fetch-dest", "HTTP_SEC_FETCH_DEST"),
     ("dnt", "HTTP_DNT"),
+    ("sec-fetch-user", "HTTP_SEC_FETCH_USER"),
+    ("sec-ch-ua", "HTTP_SEC_CH_UA"),
+    ("sec-ch-ua-mobile", "HTTP_SEC_CH_UA_MOBILE"),
+    ("sec-ch-ua-platform", "HTTP_SEC_CH_UA_PLATFORM"),
+    ("priority", "HTTP_PRIORITY"),
+    ("x-forwarded-port", "HTTP_X_FORWARDED_PORT"),
+    ("x-request-id", "HTTP_X_REQUEST_ID"),
+    ("x-amzn-trace-id", "HTTP_X_AMZN_TRACE_ID"),
+    ("traceparent", "HTTP_TRACEPARENT"),
 ];
 
 /// The environ key for field `name`: `HTTP_` + upper-cased name, `-` → `_`.
@@ -250,6 +259,15 @@ fn common_index(name: &str) -> Option<usize> {
         "sec-fetch-mode" => 25,
         "sec-fetch-dest" => 26,
         "dnt" => 27,
+        "sec-fetch-user" => 28,
+        "sec-ch-ua" => 29,
+        "sec-ch-ua-mobile" => 30,
+        "sec-ch-ua-platform" => 31,
+        "priority" => 32,
+        "x-forwarded-port" => 33,
+        "x-request-id" => 34,
+        "x-amzn-trace-id" => 35,
+        "traceparent" => 36,
         _ => return None,
     })
 }
@@ -406,8 +424,8 @@ mod tests {
             let header = HeaderName::from_static(name);
             assert_eq!(http_key(&header), Some(FieldKey::Common(i)));
         }
-        let built = http_key(&HeaderName::from_static("x-request-id")).unwrap();
-        assert_eq!(built, FieldKey::Built("HTTP_X_REQUEST_ID".to_owned()));
+        let built = http_key(&HeaderName::from_static("x-tenant-id")).unwrap();
+        assert_eq!(built, FieldKey::Built("HTTP_X_TENANT_ID".to_owned()));
     }
 
     #[test]
