@@ -198,18 +198,10 @@ fn remote_addr(py: Python<'_>, ip: IpAddr) -> PyResult<Bound<'_, PyString>> {
     /// The last peer address and its `str`.
     type Entry = Option<(IpAddr, Py<PyString>)>;
     static LAST: GILProtected<RefCell<Entry>> = GILProtected::new(RefCell::new(None));
-    let mut last = LAST.get(py).borrow_mut();
-    if let Some((cached, text)) = last.as_ref() {
-        if *cached == ip {
-            return Ok(text.bind(py).clone());
-        }
-    }
-    let text = match ip {
-        IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15]))?,
-        IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
-    };
-    *last = Some((ip, text.clone().unbind()));
-    Ok(text)
+    kept_str(py, &mut LAST.get(py).borrow_mut(), &ip, || match ip {
+        IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15])),
+        IpAddr::V6(v6) => Ok(PyString::new(py, &v6.to_string())),
+    })
 }
 
 /// `REMOTE_PORT` for `port`, from a cache of recent ports' `str`s: the
@@ -220,16 +212,8 @@ fn remote_port(py: Python<'_>, port: u16) -> PyResult<Bound<'_, PyString>> {
     type Slot = Option<(u16, Py<PyString>)>;
     static RECENT: GILProtected<RefCell<[Slot; SLOTS]>> =
         GILProtected::new(RefCell::new([const { None }; SLOTS]));
-    let mut recent = RECENT.get(py).borrow_mut();
-    let slot = &mut recent[usize::from(port) % SLOTS];
-    if let Some((cached, text)) = slot {
-        if *cached == port {
-            return Ok(text.bind(py).clone());
-        }
-    }
-    let text = latin1(py, port_text(port, &mut [0; 5]))?;
-    *slot = Some((port, text.clone().unbind()));
-    Ok(text)
+    let slot = &mut RECENT.get(py).borrow_mut()[usize::from(port) % SLOTS];
+    kept_str(py, slot, &port, || latin1(py, port_text(port, &mut [0; 5])))
 }
 
 /// Whether [`common_value`] keeps the value of `COMMON_FIELDS[i]`: fields a
@@ -296,21 +280,31 @@ fn common_value<'py>(
     if !VALUE_KEPT[index] || value.len() > VALUE_KEPT_MAX {
         return latin1(py, value);
     }
-    let mut last = LAST.get(py).borrow_mut();
-    let slot = &mut last[index];
-    if let Some((bytes, text)) = slot.as_mut() {
-        if bytes.as_slice() == value {
+    let slot = &mut LAST.get(py).borrow_mut()[index];
+    kept_str(py, slot, value, || latin1(py, value))
+}
+
+/// The `str` kept in `slot` when it was made for `key`; otherwise `make`'s,
+/// then kept there in its place. A `str` never changes, so one made for an
+/// equal key serves again; the caller's `GILProtected` cell guards `slot`.
+fn kept_str<'py, K, Q>(
+    py: Python<'py>,
+    slot: &mut Option<(K, Py<PyString>)>,
+    key: &Q,
+    make: impl FnOnce() -> PyResult<Bound<'py, PyString>>,
+) -> PyResult<Bound<'py, PyString>>
+where
+    K: std::borrow::Borrow<Q>,
+    Q: PartialEq + ToOwned<Owned = K> + ?Sized,
+{
+    if let Some((kept, text)) = slot.as_ref() {
+        if kept.borrow() == key {
             return Ok(text.bind(py).clone());
         }
-        let fresh = latin1(py, value)?;
-        bytes.clear();
-        bytes.extend_from_slice(value);
-        *text = fresh.clone().unbind();
-        return Ok(fresh);
     }
-    let fresh = latin1(py, value)?;
-    *slot = Some((value.to_vec(), fresh.clone().unbind()));
-    Ok(fresh)
+    let text = make()?;
+    *slot = Some((key.to_owned(), text.clone().unbind()));
+    Ok(text)
 }
 
 fn intern_protocol<'py>(py: Python<'py>, protocol: &'static str) -> Bound<'py, PyString> {
