@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use _ferrule::http::framer::{Framed, Timeouts};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::Instant;
 
 const TIMEOUTS: Timeouts = Timeouts {
@@ -30,17 +30,22 @@ where
     }
 }
 
+/// The request every keep-alive test starts with.
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A client and the server's framed end, the client having sent [`REQUEST`].
+async fn after_one_request() -> (DuplexStream, Framed<DuplexStream>) {
+    let (mut client, server) = tokio::io::duplex(4096);
+    client.write_all(REQUEST).await.unwrap();
+    (client, Framed::new(server, 8190, TIMEOUTS))
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_idle_keep_alive_connection_ends_after_keep_alive() {
-    let (mut client, server) = tokio::io::duplex(4096);
-    let mut framed = Framed::new(server, 8190, TIMEOUTS);
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (_client, mut framed) = after_one_request().await;
     let started = Instant::now();
     let read = read_to_end(&mut framed).await;
-    assert_eq!(read, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(read, REQUEST);
     assert_eq!(started.elapsed(), TIMEOUTS.keep_alive);
 }
 
@@ -75,12 +80,7 @@ async fn a_connection_no_longer_judged_ends_after_the_longest_wait() {
 async fn empty_lines_between_requests_do_not_keep_a_connection_alive() {
     // RFC 9112 §2.2 lets a server ignore empty lines before a request line; they
     // are not a request, so they neither restart the idle wait nor start a head.
-    let (mut client, server) = tokio::io::duplex(4096);
-    let mut framed = Framed::new(server, 8190, TIMEOUTS);
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (mut client, mut framed) = after_one_request().await;
     let started = Instant::now();
     let writer = tokio::spawn(async move {
         for _ in 0..20 {
@@ -92,7 +92,7 @@ async fn empty_lines_between_requests_do_not_keep_a_connection_alive() {
         client
     });
     let read = read_to_end(&mut framed).await;
-    assert_eq!(read, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(read, REQUEST);
     assert_eq!(started.elapsed(), TIMEOUTS.keep_alive);
     drop(framed);
     writer.await.unwrap();
