@@ -342,10 +342,13 @@ impl StartResponse {
     /// Send a whole body known before the head (the one-element list case).
     ///
     /// A body of at most [`COPIED_BODY`] bytes is copied, so a `bytes` object
-    /// that `data` may share is released here, with the GIL held: dropped on
-    /// the event loop's thread after the write, it would wait in pyo3's
-    /// pending-decref pool (a lock and a push, then another lock to drain it
-    /// at the next GIL acquisition).
+    /// that `data` may share is released here, with the GIL held: with
+    /// `--threads N`, dropped on the event loop's thread (which then does not
+    /// hold the GIL) after the write, it would wait in pyo3's pending-decref
+    /// pool (a lock and a push, then another lock to drain it at the next GIL
+    /// acquisition). With one thread the loop's thread holds the GIL
+    /// (`super::loop_gil`), so the drop there would be immediate; the copy is
+    /// kept so that both modes take one path.
     pub(crate) fn send_whole(&mut self, py: Python<'_>, data: Bytes) -> PyResult<()> {
         let data = if data.len() <= COPIED_BODY {
             Bytes::copy_from_slice(&data)
