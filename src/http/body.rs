@@ -58,6 +58,37 @@ impl ResponseBody {
     }
 }
 
+impl ResponseBody {
+    /// The next chunk, the end (`None`), or a failure (`Err`): the body ended
+    /// early and the connection must close without completing the message.
+    ///
+    /// Unlike [`Body::poll_frame`], a failure is returned rather than
+    /// signalled through the connection's abort; after one, the body yields
+    /// nothing more.
+    pub(crate) fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, BodyError>>> {
+        match self {
+            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(Ok)),
+            ResponseBody::Stream {
+                chunks, aborted, ..
+            } => {
+                if *aborted {
+                    return Poll::Pending;
+                }
+                let item = ready!(chunks.poll_recv(cx));
+                if let Some(Err(_)) = item {
+                    *aborted = true;
+                }
+                Poll::Ready(item)
+            }
+            ResponseBody::File(file) => file.poll_chunk(),
+        }
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -66,28 +97,21 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            ResponseBody::Empty => Poll::Ready(None),
-            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Stream {
-                chunks,
-                abort,
-                aborted,
-            } => {
-                if *aborted {
-                    return Poll::Pending;
+        let this = self.get_mut();
+        match ready!(this.poll_chunk(cx)) {
+            Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            // hyper would end the message cleanly on an error it is given
+            // (see the type's docs): the body stalls instead, and the
+            // connection task closes the socket.
+            Some(Err(_)) => {
+                match this {
+                    ResponseBody::Stream { abort, .. } => abort.notify_one(),
+                    ResponseBody::File(file) => file.abort(),
+                    _ => {}
                 }
-                match ready!(chunks.poll_recv(cx)) {
-                    Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Some(Err(_)) => {
-                        *aborted = true;
-                        abort.notify_one();
-                        Poll::Pending
-                    }
-                    None => Poll::Ready(None),
-                }
+                Poll::Pending
             }
-            ResponseBody::File(file) => file.poll_frame(),
+            None => Poll::Ready(None),
         }
     }
 

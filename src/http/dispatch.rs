@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, HOST};
+use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -63,6 +64,19 @@ pub struct Job {
     pub sendfile: Option<Arc<SendfileQueue>>,
     /// When the request head was received (access log request time).
     pub received: std::time::Instant,
+}
+
+/// What the requests of one connection share, for their [`Job`]s.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The client.
+    pub peer: Peer,
+    /// Index of the listener that accepted the connection.
+    pub listener: usize,
+    /// The connection's abort signal ([`Job::abort`]).
+    pub abort: Arc<Notify>,
+    /// The connection's file queue ([`Job::sendfile`]).
+    pub sendfile: Option<Arc<SendfileQueue>>,
 }
 
 /// Shared state of the service: the job queue and the request budget.
@@ -125,46 +139,21 @@ impl Dispatch {
         self
     }
 
-    /// Answer one request: a 400 for a bad head, else the application's response.
+    /// Answer one request hyper parsed: a 4xx for a bad head, else the
+    /// application's response.
     ///
     /// `abort` and `sendfile` are the connection's, for the [`Job`].
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: Peer,
-        listener: usize,
-        abort: Arc<Notify>,
-        sendfile: Option<Arc<SendfileQueue>>,
+        origin: &Origin,
     ) -> Result<Response<ResponseBody>, Infallible> {
-        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
-        // code to any HTTP/1.1 request message that lacks a Host header field and
-        // to any request message that contains more than one Host header field".
-        let hosts = req.headers().get_all(HOST).iter().count();
-        if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
-            return Ok(error_response(
-                StatusCode::BAD_REQUEST,
-                "HTTP/1.1 requests need exactly one Host field (RFC 9112 section 3.2)",
-            ));
-        }
+        let received = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let length = hyper::body::Body::size_hint(&body).exact();
-        let checked = self.limits.check_head(&parts).and_then(|()| match length {
-            Some(length) => self.limits.check_body_length(length),
-            None => Ok(()),
-        });
-        if let Err(refused) = checked {
-            return Ok(error_response(refused.status, &refused.message));
+        if let Err(refused) = self.check(&parts, length) {
+            return Ok(*refused);
         }
-        if let Err((status, why)) = super::framing::check(&parts) {
-            return Ok(error_response(status, &why));
-        }
-        if let Some(max) = self.max_requests {
-            if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
-                self.stop.send_replace(true);
-            }
-        }
-        let received = std::time::Instant::now();
-        let (reply, response) = oneshot::channel();
         let inline = self.inline.as_ref().filter(|_| {
             !parts.headers.contains_key(http::header::EXPECT)
                 && (hyper::body::Body::is_end_stream(&body)
@@ -172,38 +161,93 @@ impl Dispatch {
         });
         // The inline path reads a small body whole first, so the application
         // never waits on the connection from the loop's thread.
-        let (body, handler) = match inline {
-            Some((handler, body_timeout)) => match read_whole(body, *body_timeout).await {
-                Ok(data) => (RequestBody::Buffered(data), Some(handler)),
+        let body = match inline {
+            Some((_, body_timeout)) => match read_whole(body, *body_timeout).await {
+                Ok(data) => RequestBody::Buffered(data),
                 Err(refused) => return Ok(refused),
             },
-            None => (RequestBody::Stream(body), None),
+            None => RequestBody::Stream(body),
         };
+        Ok(self.submit(origin, Box::new(parts), body, received).await)
+    }
+
+    /// Check a request head before its body is read: RFC 9112 §3.2's Host
+    /// rule, the `--limit-request-*` limits (`length` is the body's declared
+    /// size, if known) and [`super::framing::check`].
+    ///
+    /// # Errors
+    ///
+    /// The response to send instead (400, 413, 414, 431 or 501; it closes
+    /// the connection).
+    pub fn check(
+        &self,
+        parts: &Parts,
+        length: Option<u64>,
+    ) -> Result<(), Box<Response<ResponseBody>>> {
+        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+        // code to any HTTP/1.1 request message that lacks a Host header field and
+        // to any request message that contains more than one Host header field".
+        let hosts = parts.headers.get_all(HOST).iter().count();
+        if hosts > 1 || (hosts == 0 && parts.version == Version::HTTP_11) {
+            return Err(Box::new(error_response(
+                StatusCode::BAD_REQUEST,
+                "HTTP/1.1 requests need exactly one Host field (RFC 9112 section 3.2)",
+            )));
+        }
+        let checked = self.limits.check_head(parts).and_then(|()| match length {
+            Some(length) => self.limits.check_body_length(length),
+            None => Ok(()),
+        });
+        if let Err(refused) = checked {
+            return Err(Box::new(error_response(refused.status, &refused.message)));
+        }
+        if let Err((status, why)) = super::framing::check(parts) {
+            return Err(Box::new(error_response(status, &why)));
+        }
+        Ok(())
+    }
+
+    /// Run a checked request: inline when this dispatcher serves inline and
+    /// the body was read whole, else through the job queue; then await the
+    /// application's response. `received` is when its head arrived.
+    pub async fn submit(
+        &self,
+        origin: &Origin,
+        parts: Box<Parts>,
+        body: RequestBody,
+        received: std::time::Instant,
+    ) -> Response<ResponseBody> {
+        if let Some(max) = self.max_requests {
+            if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
+                self.stop.send_replace(true);
+            }
+        }
+        let (reply, response) = oneshot::channel();
         let job = Job {
-            parts: Box::new(parts),
+            parts,
             body,
-            peer,
-            listener,
+            peer: origin.peer,
+            listener: origin.listener,
             reply,
-            abort,
-            sendfile,
+            abort: origin.abort.clone(),
+            sendfile: origin.sendfile.clone(),
             received,
         };
-        match handler {
-            Some(handler) => handler(job),
-            None => {
+        match (&self.inline, &job.body) {
+            (Some((handler, _)), RequestBody::Buffered(_)) => handler(job),
+            _ => {
                 if self.jobs.send(job).is_err() {
-                    return Ok(error_response(
+                    return error_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the server is shutting down",
-                    ));
+                    );
                 }
             }
         }
         let response = response.await.unwrap_or_else(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         });
-        Ok(self.finish(response))
+        self.finish(response)
     }
 
     fn finish(&self, mut response: Response<ResponseBody>) -> Response<ResponseBody> {

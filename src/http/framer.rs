@@ -321,29 +321,7 @@ impl Framer {
             status: StatusCode::BAD_REQUEST,
             reason: reason.to_owned(),
         };
-        // One pass over the LFs checks that each ends a CRLF and measures the
-        // field lines (each counted raw, padding and CRLF included); then no
-        // CR may be left over: as many CRs as LFs.
-        let mut oversized = None;
-        let mut line_start = None; // None on the request line
-        let mut crlfs = 0;
-        for i in memchr::memchr_iter(b'\n', head) {
-            if i == 0 || head[i - 1] != b'\r' {
-                return Err(bad(bare_line_end(head)));
-            }
-            crlfs += 1;
-            if let Some(start) = line_start {
-                let size = i + 1 - start;
-                if oversized.is_none() && self.field_size > 0 && size > self.field_size && size > 2
-                {
-                    oversized = Some(size);
-                }
-            }
-            line_start = Some(i + 1);
-        }
-        if memchr::memchr_iter(b'\r', head).count() != crlfs {
-            return Err(bad(bare_line_end(head)));
-        }
+        let oversized = check_lines(head, self.field_size)?;
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut request = httparse::Request::new(&mut []);
         if !matches!(
@@ -404,6 +382,43 @@ impl Framer {
             (false, _, Some(n)) => State::Body(n),
         })
     }
+}
+
+/// Check the line ends of a complete head: every line ends in CRLF, and no
+/// CR stands alone (RFC 9112 §2.2). Returns the size of the first field
+/// line longer than `field_size` (0: no limit), counted raw with its padding
+/// and CRLF.
+///
+/// # Errors
+///
+/// A 400 [`Refusal`] naming the first bare LF or CR.
+pub(super) fn check_lines(head: &[u8], field_size: usize) -> Result<Option<usize>, Refusal> {
+    let bad = || Refusal {
+        status: StatusCode::BAD_REQUEST,
+        reason: bare_line_end(head).to_owned(),
+    };
+    // One pass over the LFs checks that each ends a CRLF and measures the
+    // field lines; then no CR may be left over: as many CRs as LFs.
+    let mut oversized = None;
+    let mut line_start = None; // None on the request line
+    let mut crlfs = 0;
+    for i in memchr::memchr_iter(b'\n', head) {
+        if i == 0 || head[i - 1] != b'\r' {
+            return Err(bad());
+        }
+        crlfs += 1;
+        if let Some(start) = line_start {
+            let size = i + 1 - start;
+            if oversized.is_none() && field_size > 0 && size > field_size && size > 2 {
+                oversized = Some(size);
+            }
+        }
+        line_start = Some(i + 1);
+    }
+    if memchr::memchr_iter(b'\r', head).count() != crlfs {
+        return Err(bad());
+    }
+    Ok(oversized)
 }
 
 /// Where [`Framer::feed`] puts the bytes it passes, in order.
@@ -493,7 +508,7 @@ fn bare_line_end(head: &[u8]) -> &'static str {
 }
 
 /// Whether the comma-separated list `value` holds `token` (ASCII case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
@@ -682,7 +697,7 @@ impl<S> Framed<S> {
 }
 
 /// The response to a refused head: a short text body and `Connection: close`.
-fn refusal_response(refusal: &Refusal) -> Vec<u8> {
+pub(super) fn refusal_response(refusal: &Refusal) -> Vec<u8> {
     let status = refusal.status;
     let body = format!(
         "{} {}\n{}\n",

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod framer;
 pub mod framing;
 pub mod fuzz;
+mod h1;
 pub mod limits;
 pub mod listener;
 pub mod proxy_protocol;
@@ -18,7 +19,7 @@ pub mod server;
 pub mod tls;
 
 pub use body::{BodyError, ResponseBody};
-pub use dispatch::{Dispatch, InlineHandler, Job, RequestBody};
+pub use dispatch::{Dispatch, InlineHandler, Job, Origin, RequestBody};
 pub use limits::Limits;
 pub use sendfile::{FileBody, SendfileQueue};
 pub use server::{run, Listener, Peer, RunOptions};

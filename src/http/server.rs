@@ -34,7 +34,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::sendfile::{SendfileIo, SendfileQueue};
-use super::{proxy_protocol, Dispatch, Limits};
+use super::{proxy_protocol, Dispatch, Limits, Origin};
 use crate::config::forwarded::TrustedProxies;
 
 /// How [`run`] serves.
@@ -251,13 +251,36 @@ where
     let body_timeout = options.body_timeout;
     async move {
         let abort = Arc::new(Notify::new());
-        let aborted = abort.clone();
         let writev = sendfile.is_some();
+        let origin = Origin {
+            peer,
+            listener,
+            abort: abort.clone(),
+            sendfile,
+        };
+        let timeouts = super::framer::Timeouts {
+            keep_alive,
+            header: header_timeout,
+            body: body_timeout,
+        };
+        // ferrule's own exchange serves plain requests; the first other one
+        // hands the connection to hyper, behind the framer (see super::h1).
+        let conn = super::h1::Conn {
+            dispatch: &dispatch,
+            origin: &origin,
+            limits,
+            timeouts,
+            drain_window,
+        };
+        let (stream, drain_at) = match super::h1::serve(stream, conn, &mut stop).await {
+            super::h1::Served::Closed => return,
+            super::h1::Served::Handoff { io, drain_at } => (io, drain_at),
+        };
+        let stream = super::framer::Framed::new(stream, limits.field_size, timeouts);
         let service = service_fn(move |req| {
             let dispatch = dispatch.clone();
-            let abort = abort.clone();
-            let sendfile = sendfile.clone();
-            async move { dispatch.handle(req, peer, listener, abort, sendfile).await }
+            let origin = origin.clone();
+            async move { dispatch.handle(req, &origin).await }
         });
         let mut builder = http1::Builder::new();
         if writev {
@@ -281,16 +304,11 @@ where
         // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
         // It would also switch hyper to flattening (copying) body chunks, which
         // file placeholders must never go through.
-        let timeouts = super::framer::Timeouts {
-            keep_alive,
-            header: header_timeout,
-            body: body_timeout,
-        };
-        let stream = super::framer::Framed::new(stream, limits.field_size, timeouts);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
-        let mut stopping = false;
-        let drain = tokio::time::sleep(Duration::MAX.min(Duration::from_secs(86400 * 365)));
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+        let mut stopping = drain_at.is_some();
+        let drain = tokio::time::sleep_until(drain_at.unwrap_or_else(far));
         tokio::pin!(drain);
         loop {
             tokio::select! {
@@ -301,9 +319,9 @@ where
                 }
                 () = drain.as_mut(), if stopping => {
                     connection.as_mut().graceful_shutdown();
-                    drain.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+                    drain.as_mut().reset(far());
                 }
-                () = aborted.notified() => {
+                () = abort.notified() => {
                     // A response body failed (see ResponseBody): one more poll lets
                     // hyper flush what it holds, then dropping the connection closes
                     // the socket without a clean end of the message.

@@ -1,0 +1,807 @@
+//! ferrule's own HTTP/1.1 exchange for the common request; hyper for the rest.
+//!
+//! Almost every request a WSGI server sees is an HTTP/1.1 `GET`, or a `POST`
+//! with a small `Content-Length` body. hyper's connection machinery (its
+//! buffers, state machine, service futures and encoder) cost more per such
+//! request than everything else on the Rust side together (issue 5's
+//! profile), so a connection starts here:
+//!
+//! 1. Bytes are read (through the [`super::framer::Framed`] judge, which
+//!    holds back a head until it is whole and owns the header, idle and
+//!    refusal timers) into one buffer, and each head is parsed with
+//!    `httparse`.
+//! 2. A head is served here when it is *plain*: HTTP/1.1, not `CONNECT`, no
+//!    `Transfer-Encoding`, no `Expect`, at most one `Content-Length` of at
+//!    most [`INLINE_BODY_MAX`] bytes, and within hyper's own field count and
+//!    head size. Its body is read whole (within `--body-timeout`: 408 after,
+//!    400 if the client ends it early), the head is checked by
+//!    [`Dispatch::check`], and the request runs through
+//!    [`Dispatch::submit`] like one hyper parsed.
+//! 3. The response is framed by hyper's rules for an HTTP/1.1 server (RFC
+//!    9112 §6): its `Content-Length` when known, else `chunked`; no body for
+//!    `HEAD`, 204 and 304; a `date` field; `connection: close` when the
+//!    request asked for it. Head and body go out in one vectored write when
+//!    the body is ready; stream chunks are gathered while they keep coming.
+//!    A body that fails, or ends short of (or runs past) its
+//!    `Content-Length`, closes the connection without completing the message.
+//! 4. The first head that is not plain — and anything this module cannot
+//!    parse, which hyper then answers with its 4xx — hands the connection to
+//!    hyper for the rest of its life: the bytes read so far are replayed to it
+//!    first ([`Rewind`]).
+//! 5. Graceful stop: once the stop flag is set, an idle connection is closed
+//!    after `--drain-window`; a response in flight is finished first.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice, Write as _};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::dispatch::{error_response, INLINE_BODY_MAX};
+use super::framer::Timeouts;
+use super::{Dispatch, Limits, Origin, RequestBody, ResponseBody};
+
+/// The most fields a head served here may have (more: hyper's).
+const MAX_FIELDS: usize = 64;
+
+/// Bytes asked of each read.
+const READ_SIZE: usize = 8 * 1024;
+
+/// The most body chunks gathered into one write.
+const BATCH: usize = 16;
+
+/// How a connection left [`serve`].
+pub(super) enum Served<S> {
+    /// It is closed (or its client is gone).
+    Closed,
+    /// hyper serves the rest: `io` replays what was read; `drain_at` is when
+    /// an idle connection must close, if the stop flag is already set.
+    Handoff {
+        io: Rewind<S>,
+        drain_at: Option<Instant>,
+    },
+}
+
+/// What [`serve`] needs besides the connection.
+pub(super) struct Conn<'a> {
+    pub dispatch: &'a Dispatch,
+    pub origin: &'a Origin,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub drain_window: Duration,
+}
+
+/// A plain head, parsed (module docs, point 2).
+struct Head {
+    /// Bytes of the head, through its empty line.
+    len: usize,
+    /// The `Content-Length` (0 without one).
+    body: usize,
+    /// The request asked to close the connection after its response.
+    close: bool,
+    /// The method is `HEAD`.
+    head_method: bool,
+    method: (usize, usize),
+    target: (usize, usize),
+}
+
+/// Offsets of one field's name and value in the head.
+#[derive(Clone, Copy)]
+struct FieldSpan {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+enum Parsed {
+    Plain(Head),
+    Partial,
+    Hyper,
+}
+
+/// Serve `io` until it closes, or until a head that is not plain hands it to
+/// hyper (module docs).
+pub(super) async fn serve<S>(mut io: S, cx: Conn<'_>, stop: &mut watch::Receiver<bool>) -> Served<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut out = Vec::with_capacity(256);
+    let mut spans = Vec::with_capacity(16);
+    let max_fields = cx.limits.hyper_max_headers().min(MAX_FIELDS);
+    let max_head = cx.limits.head_buffer();
+    // Registered once and kept: waiting on them again costs a poll, not a
+    // new registration per request.
+    let stop_signal = stopped(stop);
+    tokio::pin!(stop_signal);
+    let timer = tokio::time::sleep(FAR);
+    tokio::pin!(timer);
+    let now = Instant::now();
+    let mut clock = Clock {
+        timeouts: cx.timeouts,
+        armed: now + FAR,
+        idle_since: now,
+        head_since: now,
+        drain_at: None,
+        drain_window: cx.drain_window,
+    };
+    loop {
+        let head = loop {
+            if !buf.is_empty() {
+                match parse(&buf, max_fields, max_head, &mut spans) {
+                    Parsed::Plain(head) => {
+                        // The framer's line rules (bare CR or LF: 400; a field
+                        // line over --limit-request-field-size: 431) are its
+                        // to answer, after the hand-off.
+                        let lines =
+                            super::framer::check_lines(&buf[..head.len], cx.limits.field_size);
+                        if !matches!(lines, Ok(None)) {
+                            return handoff(io, buf, clock.drain_at);
+                        }
+                        break head;
+                    }
+                    Parsed::Partial if buf.len() <= max_head => {}
+                    _ => return handoff(io, buf, clock.drain_at),
+                }
+            }
+            let wait = read_more(
+                &mut io,
+                &mut buf,
+                stop_signal.as_mut(),
+                timer.as_mut(),
+                &mut clock,
+            );
+            match wait.await {
+                Ok(Wait::Read) => {}
+                Ok(Wait::End) if !buf.is_empty() => return handoff(io, buf, clock.drain_at),
+                Ok(Wait::End | Wait::Idle | Wait::Drained) => {
+                    let _ = io.shutdown().await;
+                    return Served::Closed;
+                }
+                Ok(Wait::Late) => {
+                    let refusal = super::framer::Refusal {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        reason: format!(
+                            "the request head did not arrive within {} s (--header-timeout)",
+                            cx.timeouts.header.as_secs_f64()
+                        ),
+                    };
+                    let reply = super::framer::refusal_response(&refusal);
+                    if write_all(&mut io, &mut [&reply]).await.is_ok() {
+                        let _ = io.shutdown().await;
+                    }
+                    return Served::Closed;
+                }
+                Err(_) => return Served::Closed,
+            }
+        };
+        let received = std::time::Instant::now();
+        let frozen = buf.split_to(head.len).freeze();
+        let Some(parts) = build(&frozen, &head, &spans) else {
+            // A token the http crate refuses: hyper answers it.
+            let mut all = BytesMut::from(&frozen[..]);
+            all.extend_from_slice(&buf);
+            return handoff(io, all, clock.drain_at);
+        };
+        let response = match cx.dispatch.check(&parts, Some(head.body as u64)) {
+            Err(refused) => *refused,
+            Ok(()) => match read_body(&mut io, &mut buf, head.body, cx.timeouts.body).await {
+                Ok(body) => {
+                    let body = RequestBody::Buffered(body);
+                    cx.dispatch
+                        .submit(cx.origin, Box::new(parts), body, received)
+                        .await
+                }
+                Err(refused) => refused,
+            },
+        };
+        let keep = respond(&mut io, response, head.head_method, head.close, &mut out).await;
+        if !matches!(keep, Ok(true)) {
+            if keep.is_ok() {
+                let _ = io.shutdown().await;
+            }
+            return Served::Closed;
+        }
+        clock.idle_since = Instant::now();
+        if clock.drain_at.is_some_and(|at| clock.idle_since >= at) {
+            let _ = io.shutdown().await;
+            return Served::Closed;
+        }
+    }
+}
+
+/// Longer than any wait (a year): a timer that is not meant to fire.
+const FAR: Duration = Duration::from_secs(365 * 86400);
+
+/// The waits of a connection between requests and within a head.
+struct Clock {
+    timeouts: Timeouts,
+    /// The deadline the timer is set to; it may be earlier than the real one
+    /// (activity since moved that later), never later.
+    armed: Instant,
+    /// When the connection last became idle (accepted, or a response sent).
+    idle_since: Instant,
+    /// When the first byte of the current head arrived.
+    head_since: Instant,
+    /// When an idle connection closes, once the stop flag is set.
+    drain_at: Option<Instant>,
+    drain_window: Duration,
+}
+
+fn handoff<S>(io: S, prefix: BytesMut, drain_at: Option<Instant>) -> Served<S> {
+    Served::Handoff {
+        io: Rewind { prefix, inner: io },
+        drain_at,
+    }
+}
+
+enum Wait {
+    /// Bytes arrived.
+    Read,
+    /// The client ended its side.
+    End,
+    /// Idle past `--keep-alive`: close quietly.
+    Idle,
+    /// A head started but is not whole within `--header-timeout`: 408.
+    Late,
+    /// Idle once the drain window after the stop flag has passed.
+    Drained,
+}
+
+/// Read more bytes into `buf`, watching the connection's waits (module docs
+/// of [`super::framer`], point 4, and point 5 here).
+///
+/// The timer is re-armed only when it is later than the wait's deadline or
+/// when it fires early: a busy connection registers a timer once per
+/// `--keep-alive`, not once per request.
+async fn read_more<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    mut stop_signal: Pin<&mut impl Future<Output = ()>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    clock: &mut Clock,
+) -> io::Result<Wait> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    let idle = buf.is_empty();
+    let deadline = if idle {
+        clock.idle_since + clock.timeouts.keep_alive
+    } else {
+        clock.head_since + clock.timeouts.header
+    };
+    if clock.armed > deadline {
+        timer.as_mut().reset(deadline);
+        clock.armed = deadline;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            read = io.read_buf(buf) => {
+                if read? == 0 {
+                    return Ok(Wait::End);
+                }
+                if idle {
+                    // Empty lines before a request line are ignored (RFC
+                    // 9112 §2.2), and are no activity.
+                    let skip = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+                    buf.advance(skip.unwrap_or(buf.len()));
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    clock.head_since = Instant::now();
+                }
+                return Ok(Wait::Read);
+            }
+            () = stop_signal.as_mut(), if clock.drain_at.is_none() => {
+                clock.drain_at = Some(Instant::now() + clock.drain_window);
+            }
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return Ok(if idle { Wait::Idle } else { Wait::Late });
+                }
+                timer.as_mut().reset(deadline);
+                clock.armed = deadline;
+            }
+            () = tokio::time::sleep_until(clock.drain_at.unwrap_or_else(Instant::now)),
+                if idle && clock.drain_at.is_some() => return Ok(Wait::Drained),
+        }
+    }
+}
+
+/// Resolves once the stop flag is `true` (never if its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Read a `Content-Length` body of `len` bytes whole, within `timeout`.
+///
+/// # Errors
+///
+/// The response to send instead: 408 when it is late, 400 when the client
+/// ends it early (as [`super::dispatch`]'s `read_whole`).
+async fn read_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    len: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response<ResponseBody>> {
+    if buf.len() < len {
+        let deadline = Instant::now() + timeout;
+        buf.reserve(len - buf.len());
+        while buf.len() < len {
+            match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => {
+                    return Err(error_response(
+                        StatusCode::BAD_REQUEST,
+                        "The request body is malformed or incomplete.",
+                    ))
+                }
+                Err(_) => {
+                    return Err(error_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "The request body did not arrive in time.",
+                    ))
+                }
+            }
+        }
+    }
+    Ok(buf.split_to(len).freeze())
+}
+
+/// Parse the head at the start of `buf` and decide whether it is plain;
+/// `spans` receives where its fields are.
+fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSpan>) -> Parsed {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, &mut fields[..max_fields]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Hyper,
+    };
+    let (Some(method), Some(target), Some(1)) = (request.method, request.path, request.version)
+    else {
+        return Parsed::Hyper;
+    };
+    if len > max_head || method == "CONNECT" {
+        return Parsed::Hyper;
+    }
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let mut head = Head {
+        len,
+        body: 0,
+        close: false,
+        head_method: method == "HEAD",
+        method: span(method.as_bytes()),
+        target: span(target.as_bytes()),
+    };
+    let mut length = None;
+    spans.clear();
+    for field in request.headers.iter() {
+        let name = field.name.as_bytes();
+        spans.push(FieldSpan {
+            name: span(name),
+            value: span(field.value),
+        });
+        // Only four names matter here; their lengths tell them apart cheaply.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if length.is_some() {
+                    return Parsed::Hyper;
+                }
+                match content_length(field.value) {
+                    Some(n) if n <= INLINE_BODY_MAX => length = Some(n),
+                    _ => return Parsed::Hyper,
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::Hyper,
+            6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::Hyper,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                head.close |= super::framer::has_token(field.value, b"close");
+            }
+            _ => {}
+        }
+    }
+    head.body = length.map_or(0, |n| n as usize);
+    Parsed::Plain(head)
+}
+
+/// A `Content-Length` value: 1 to 19 ASCII digits.
+fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The request parts of a plain head; `None` if the http crate refuses a
+/// token httparse let through.
+fn build(bytes: &Bytes, head: &Head, spans: &[FieldSpan]) -> Option<http::request::Parts> {
+    let at = |(start, len): (usize, usize)| bytes.slice(start..start + len);
+    let slice = |(start, len): (usize, usize)| &bytes[start..start + len];
+    let method = Method::from_bytes(slice(head.method)).ok()?;
+    let uri = Uri::from_maybe_shared(at(head.target)).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for field in spans {
+        let name = HeaderName::from_bytes(slice(field.name)).ok()?;
+        let value = HeaderValue::from_maybe_shared(at(field.value)).ok()?;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Some(parts)
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Exactly this many bytes (0: none at all).
+    Length(u64),
+    /// The chunked transfer coding (RFC 9112 §7.1).
+    Chunked,
+}
+
+/// Write `response`; whether the connection stays open for another request.
+///
+/// # Errors
+///
+/// A write failed: the client is gone.
+async fn respond<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    response: Response<ResponseBody>,
+    head_method: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let known = match &body {
+        ResponseBody::Empty | ResponseBody::Full(None) => Some(0),
+        ResponseBody::Full(Some(data)) => Some(data.len() as u64),
+        ResponseBody::Stream { .. } | ResponseBody::File(_) => None,
+    };
+    let (framing, close) = encode_head(&parts, known, head_method, close, out);
+    if framing == Framing::Length(0) {
+        write_all(io, &mut [out]).await?;
+        return Ok(!close);
+    }
+    if let (ResponseBody::Full(Some(data)), Framing::Length(n)) = (&body, framing) {
+        // The usual case: head and body in one write.
+        let whole = data.len() as u64 == n;
+        let data = &data[..data.len().min(n as usize)];
+        write_all(io, &mut [out, data]).await?;
+        return Ok(whole && !close);
+    }
+    let complete = send_body(io, &mut body, framing, out).await?;
+    Ok(complete && !close)
+}
+
+/// Send a streamed body after the head in `out`; whether the message was
+/// completed (every declared byte, or the last chunk).
+async fn send_body<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    body: &mut ResponseBody,
+    framing: Framing,
+    head: &[u8],
+) -> io::Result<bool> {
+    let mut head = Some(head);
+    let mut remaining = match framing {
+        Framing::Length(n) => Some(n),
+        Framing::Chunked => None,
+    };
+    let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
+    let mut lines: Vec<u8> = Vec::new();
+    loop {
+        let step = poll_fn(|cx| gather(body, cx, &mut batch, head.is_some())).await;
+        // Fit the batch to the declared length: bytes past it are cut off,
+        // and the message is then over (the connection closes).
+        let mut overrun = false;
+        if let Some(left) = remaining.as_mut() {
+            for chunk in &mut batch {
+                let take = (chunk.len() as u64).min(*left);
+                if take < chunk.len() as u64 {
+                    chunk.truncate(take as usize);
+                    overrun = true;
+                }
+                *left -= take;
+            }
+        }
+        lines.clear();
+        if remaining.is_none() {
+            for chunk in batch.iter().filter(|c| !c.is_empty()) {
+                let _ = write!(lines, "{:x}\r\n", chunk.len());
+            }
+        }
+        let last: &[u8] = if remaining.is_none() && step == Step::End {
+            b"0\r\n\r\n"
+        } else {
+            b""
+        };
+        {
+            let mut slices: Vec<&[u8]> = Vec::with_capacity(SLICES);
+            if let Some(head) = head.take() {
+                slices.push(head);
+            }
+            let mut at = 0;
+            for chunk in batch.iter().filter(|c| !c.is_empty()) {
+                if remaining.is_none() {
+                    let end = at + lines[at..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+                    slices.push(&lines[at..end]);
+                    at = end;
+                    slices.push(chunk);
+                    slices.push(b"\r\n");
+                } else {
+                    slices.push(chunk);
+                }
+            }
+            slices.push(last);
+            write_all(io, &mut slices).await?;
+        }
+        batch.clear();
+        if overrun || step == Step::Failed {
+            return Ok(false);
+        }
+        if step == Step::End {
+            return Ok(remaining.unwrap_or(0) == 0);
+        }
+        if remaining == Some(0) {
+            // Complete: whatever the application still sends is cut off,
+            // and the connection closes rather than frame it as a request.
+            return Ok(false);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `batch` holds chunks (or the head must go out on its own).
+    More,
+    /// The body ended cleanly.
+    End,
+    /// The body failed: send what is gathered, then close.
+    Failed,
+}
+
+/// Gather the chunks that are ready, up to [`BATCH`]; pending only when none
+/// is and no head waits to be written.
+fn gather(
+    body: &mut ResponseBody,
+    cx: &mut Context<'_>,
+    batch: &mut Vec<Bytes>,
+    head_waiting: bool,
+) -> Poll<Step> {
+    while batch.len() < BATCH {
+        match body.poll_chunk(cx) {
+            Poll::Ready(Some(Ok(data))) => batch.push(data),
+            Poll::Ready(Some(Err(_))) => return Poll::Ready(Step::Failed),
+            Poll::Ready(None) => return Poll::Ready(Step::End),
+            Poll::Pending => break,
+        }
+    }
+    if batch.is_empty() && !head_waiting {
+        Poll::Pending
+    } else {
+        Poll::Ready(Step::More)
+    }
+}
+
+/// The most slices one write takes (head, then size line, data and CRLF per
+/// chunk, then the last chunk).
+const SLICES: usize = 2 + 3 * BATCH;
+
+/// Write every byte of `parts`, in as few vectored writes as the IO takes.
+async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, parts: &mut [&[u8]]) -> io::Result<()> {
+    let mut parts = parts;
+    loop {
+        while parts.first().is_some_and(|p| p.is_empty()) {
+            parts = &mut parts[1..];
+        }
+        if parts.is_empty() {
+            return io.flush().await;
+        }
+        let mut slices = [IoSlice::new(&[]); SLICES];
+        let count = parts.len().min(SLICES);
+        for (slice, part) in slices.iter_mut().zip(parts.iter()) {
+            *slice = IoSlice::new(part);
+        }
+        let mut n = io.write_vectored(&slices[..count]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        for part in parts.iter_mut() {
+            let step = n.min(part.len());
+            *part = &part[step..];
+            n -= step;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Encode the status line and fields of a response to a plain request into
+/// `out` (module docs, point 3); `known` is the body's length when it is
+/// whole. Returns the body's framing and whether the connection closes after.
+fn encode_head(
+    parts: &http::response::Parts,
+    known: Option<u64>,
+    head_method: bool,
+    mut close: bool,
+    out: &mut Vec<u8>,
+) -> (Framing, bool) {
+    let status = parts.status;
+    out.clear();
+    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    if status == StatusCode::OK && reason.is_none() {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        match reason {
+            Some(reason) => out.extend_from_slice(reason.as_bytes()),
+            None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §6.4.1: no content for HEAD, 204 and 304; a 204 or 304
+    // carries no Content-Length of its own making.
+    let no_content = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let mut framing = None;
+    let mut date = false;
+    let mut connection = false;
+    for (name, value) in &parts.headers {
+        if name == CONTENT_LENGTH {
+            if framing.is_some() || (known == Some(0) && !head_method) {
+                continue; // a repeat, or a length the (empty) body denies
+            }
+            framing = Some(Framing::Length(match known {
+                Some(n) => n,
+                None => content_length(value.as_bytes()).unwrap_or(0),
+            }));
+        } else if name == CONNECTION {
+            connection = true;
+            close |= super::framer::has_token(value.as_bytes(), b"close");
+        } else if name == DATE {
+            date = true;
+        }
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if close && !connection {
+        push_field(out, b"connection", b"close");
+    }
+    let framing = match (framing, known) {
+        (Some(framing), _) => framing,
+        (None, Some(0)) => {
+            if !no_content && !head_method {
+                push_field(out, b"content-length", b"0");
+            }
+            Framing::Length(0)
+        }
+        (None, Some(n)) => {
+            if !no_content {
+                out.extend_from_slice(b"content-length: ");
+                let _ = write!(out, "{n}\r\n");
+            }
+            Framing::Length(n)
+        }
+        (None, None) if no_content || head_method => Framing::Length(0),
+        (None, None) => {
+            push_field(out, b"transfer-encoding", b"chunked");
+            Framing::Chunked
+        }
+    };
+    if !date {
+        out.extend_from_slice(b"date: ");
+        push_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let framing = if no_content || head_method {
+        Framing::Length(0)
+    } else {
+        framing
+    };
+    (framing, close)
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The `date` value of the current second (RFC 9110 §5.6.7), per thread.
+    static DATE_VALUE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+/// Append the current time as an IMF-fixdate, formatted once per second.
+fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE_VALUE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cached.1.copy_from_slice(text.as_bytes());
+                cached.0 = second;
+            } else {
+                out.extend_from_slice(text.as_bytes());
+                return;
+            }
+        }
+        out.extend_from_slice(&cached.1);
+    });
+}
+
+/// A connection handed to hyper: the bytes already read come first.
+#[derive(Debug)]
+pub(super) struct Rewind<S> {
+    prefix: BytesMut,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
