@@ -1,5 +1,9 @@
 //! A request framer in front of hyper: what hyper's parse cannot show.
 //!
+//! (A connection reaches the framer and hyper only once it sends a head that
+//! is not plain; until then [`super::h1`] serves it and applies the same
+//! line rules and timers to plain heads itself.)
+//!
 //! hyper parses request heads leniently in places and drops some evidence
 //! before the server sees the head: a `Content-Length` beside
 //! `Transfer-Encoding`, line ends that are a bare LF, the whitespace padding

@@ -6,14 +6,16 @@
 //! request than everything else on the Rust side together (issue 5's
 //! profile), so a connection starts here:
 //!
-//! 1. Bytes are read (through the [`super::framer::Framed`] judge, which
-//!    holds back a head until it is whole and owns the header, idle and
-//!    refusal timers) into one buffer, and each head is parsed with
-//!    `httparse`.
+//! 1. Bytes are read straight from the connection into one buffer, and each
+//!    head is parsed with `httparse`. The waits the framer would watch are
+//!    watched here: `--keep-alive` while idle (close quietly),
+//!    `--header-timeout` once a head has started (408). Empty lines before a
+//!    request line are dropped and are no activity.
 //! 2. A head is served here when it is *plain*: HTTP/1.1, not `CONNECT`, no
 //!    `Transfer-Encoding`, no `Expect`, at most one `Content-Length` of at
-//!    most [`INLINE_BODY_MAX`] bytes, and within hyper's own field count and
-//!    head size. Its body is read whole (within `--body-timeout`: 408 after,
+//!    most [`INLINE_BODY_MAX`] bytes, within hyper's own field count and head
+//!    size, and within the framer's line rules (every line ends in CRLF, no
+//!    field line over `--limit-request-field-size`). Its body is read whole (within `--body-timeout`: 408 after,
 //!    400 if the client ends it early), the head is checked by
 //!    [`Dispatch::check`], and the request runs through
 //!    [`Dispatch::submit`] like one hyper parsed.
@@ -25,9 +27,11 @@
 //!    A body that fails, or ends short of (or runs past) its
 //!    `Content-Length`, closes the connection without completing the message.
 //! 4. The first head that is not plain — and anything this module cannot
-//!    parse, which hyper then answers with its 4xx — hands the connection to
-//!    hyper for the rest of its life: the bytes read so far are replayed to it
-//!    first ([`Rewind`]).
+//!    parse — hands the connection to the framer and hyper for the rest of
+//!    its life ([`super::server`]): the bytes read so far are replayed first
+//!    ([`Rewind`]), from the start of that head, so the framer judges it and
+//!    hyper answers it (a refusal or its 4xx) as if the connection had been
+//!    theirs from the start.
 //! 5. Graceful stop: once the stop flag is set, an idle connection is closed
 //!    after `--drain-window`; a response in flight is finished first.
 
@@ -129,7 +133,7 @@ where
         timeouts: cx.timeouts,
         armed: now + FAR,
         idle_since: now,
-        head_since: now,
+        head_since: None,
         drain_at: None,
         drain_window: cx.drain_window,
     };
@@ -138,12 +142,10 @@ where
             if !buf.is_empty() {
                 match parse(&buf, max_fields, max_head, &mut spans) {
                     Parsed::Plain(head) => {
-                        // The framer's line rules (bare CR or LF: 400; a field
-                        // line over --limit-request-field-size: 431) are its
-                        // to answer, after the hand-off.
-                        let lines =
-                            super::framer::check_lines(&buf[..head.len], cx.limits.field_size);
-                        if !matches!(lines, Ok(None)) {
+                        // The framer's line rules (bare LF: 400; a field line
+                        // over --limit-request-field-size: 431) are its to
+                        // answer, after the hand-off.
+                        if !lines_ok(&buf[..head.len], &spans, cx.limits.field_size) {
                             return handoff(io, buf, clock.drain_at);
                         }
                         break head;
@@ -184,6 +186,7 @@ where
             }
         };
         let received = std::time::Instant::now();
+        clock.head_since = None;
         let frozen = buf.split_to(head.len).freeze();
         let Some(parts) = build(&frozen, &head, &spans) else {
             // A token the http crate refuses: hyper answers it.
@@ -229,8 +232,9 @@ struct Clock {
     armed: Instant,
     /// When the connection last became idle (accepted, or a response sent).
     idle_since: Instant,
-    /// When the first byte of the current head arrived.
-    head_since: Instant,
+    /// When the connection began to wait for the rest of a head (`None`
+    /// until a head is found incomplete).
+    head_since: Option<Instant>,
     /// When an idle connection closes, once the stop flag is set.
     drain_at: Option<Instant>,
     drain_window: Duration,
@@ -276,7 +280,7 @@ async fn read_more<S: AsyncRead + Unpin>(
     let deadline = if idle {
         clock.idle_since + clock.timeouts.keep_alive
     } else {
-        clock.head_since + clock.timeouts.header
+        *clock.head_since.get_or_insert_with(Instant::now) + clock.timeouts.header
     };
     if clock.armed > deadline {
         timer.as_mut().reset(deadline);
@@ -297,7 +301,6 @@ async fn read_more<S: AsyncRead + Unpin>(
                     if buf.is_empty() {
                         continue;
                     }
-                    clock.head_since = Instant::now();
                 }
                 return Ok(Wait::Read);
             }
@@ -311,9 +314,18 @@ async fn read_more<S: AsyncRead + Unpin>(
                 timer.as_mut().reset(deadline);
                 clock.armed = deadline;
             }
-            () = tokio::time::sleep_until(clock.drain_at.unwrap_or_else(Instant::now)),
-                if idle && clock.drain_at.is_some() => return Ok(Wait::Drained),
+            () = sleep_until(clock.drain_at), if idle && clock.drain_at.is_some() => {
+                return Ok(Wait::Drained);
+            }
         }
+    }
+}
+
+/// Resolves at `at` (never without one); no timer exists until it is polled.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -416,6 +428,36 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
     }
     head.body = length.map_or(0, |n| n as usize);
     Parsed::Plain(head)
+}
+
+/// Whether a plain head keeps the framer's line rules (see
+/// [`super::framer::check_lines`]): every line ends in CRLF, and no field
+/// line, counted raw from its name to its CRLF, is longer than `field_size`
+/// (0: no limit).
+fn lines_ok(head: &[u8], spans: &[FieldSpan], field_size: usize) -> bool {
+    // httparse refuses a CR that does not start a CRLF, so a head with one CR
+    // per line (request line, fields, empty line) has no line ended by a bare
+    // LF and no empty line before its request line.
+    if bytecount(head, b'\r') != spans.len() + 2 {
+        return false;
+    }
+    if field_size == 0 {
+        return true;
+    }
+    let ends = spans
+        .iter()
+        .skip(1)
+        .map(|span| span.name.0)
+        .chain(std::iter::once(head.len() - 2));
+    spans
+        .iter()
+        .zip(ends)
+        .all(|(span, end)| end - span.name.0 <= field_size)
+}
+
+/// How many bytes of `data` are `byte`.
+fn bytecount(data: &[u8], byte: u8) -> usize {
+    data.iter().filter(|&&b| b == byte).count()
 }
 
 /// A `Content-Length` value: 1 to 19 ASCII digits.
@@ -755,7 +797,7 @@ fn push_date(out: &mut Vec<u8>) {
 
 /// A connection handed to hyper: the bytes already read come first.
 #[derive(Debug)]
-pub(super) struct Rewind<S> {
+pub struct Rewind<S> {
     prefix: BytesMut,
     inner: S,
 }

@@ -7,13 +7,16 @@
 //!    [`RunOptions::sequential`] is set: wsgiref's `handle_request()`).
 //! 2. Every connection task watches the same stop flag. When it turns `true`,
 //!    the accept loop ends and each connection gets hyper's
-//!    `graceful_shutdown()`: the response in flight is finished, keep-alive is
-//!    switched off, an idle connection is closed at once.
+//!    `graceful_shutdown()` (or the same from [`super::h1`]): the response in
+//!    flight is finished, keep-alive is switched off, an idle connection is
+//!    closed at once.
 //! 3. [`run`] returns when every connection has finished, or when
 //!    [`RunOptions::graceful_timeout`] has passed since the stop (then the
 //!    remaining connections are aborted).
-//! 4. A connection's IO is its socket, then TLS if configured, then the
-//!    request [`super::framer::Framed`]. A plain TCP or Unix socket is first
+//! 4. A connection's IO is its socket, then TLS if configured. ferrule's own
+//!    exchange ([`super::h1`]) serves it while its requests are plain; the
+//!    first other one hands it to hyper behind the request
+//!    [`super::framer::Framed`]. A plain TCP or Unix socket is first
 //!    wrapped in a [`SendfileIo`], and only such a connection gives its jobs a
 //!    [`SendfileQueue`]: file bodies are sent with `sendfile(2)` where nothing
 //!    above the socket would see their placeholder bytes (see

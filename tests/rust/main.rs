@@ -2,6 +2,7 @@
 
 mod framed;
 mod fuzz;
+mod h1;
 mod http_raw;
 mod router;
 mod sendfile;

@@ -14,6 +14,14 @@ pub fn serve<F>(answer: F) -> (u16, tokio::sync::watch::Sender<bool>)
 where
     F: Fn(Job, &tokio::runtime::Handle) + Send + 'static,
 {
+    serve_with(RunOptions::default(), answer)
+}
+
+/// [`serve`] with `options` (timeouts, limits).
+pub fn serve_with<F>(options: RunOptions, answer: F) -> (u16, tokio::sync::watch::Sender<bool>)
+where
+    F: Fn(Job, &tokio::runtime::Handle) + Send + 'static,
+{
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let port = std_listener.local_addr().unwrap().port();
@@ -35,7 +43,7 @@ where
             let listener =
                 http::Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).unwrap());
             let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop, Default::default()));
-            http::run(&[listener], dispatch, stop_rx, RunOptions::default()).await;
+            http::run(&[listener], dispatch, stop_rx, options).await;
         });
     });
     (port, stop_tx)

@@ -1,0 +1,307 @@
+//! ferrule's own HTTP/1.1 exchange (src/http/h1.rs) over real TCP sockets:
+//! its responses match hyper's byte for byte, the hand-off to hyper keeps a
+//! pipeline in order, a broken body closes the connection, and its timers
+//! fire. A request is sent to hyper instead by giving it an empty chunked
+//! body (`Transfer-Encoding` makes a head not plain).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use _ferrule::http::{self, ResponseBody, RunOptions};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+/// The stand-in application: the path picks the response.
+fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
+    let body = match job.body {
+        http::RequestBody::Stream(body) => handle.block_on(body.collect()).unwrap().to_bytes(),
+        http::RequestBody::Buffered(body) => body,
+    };
+    let path = job.parts.uri.path().to_owned();
+    let stream = |chunks: &[&'static [u8]], fail: bool| {
+        let (tx, body) = ResponseBody::channel(job.abort.clone());
+        let chunks: Vec<_> = chunks.iter().map(|c| Bytes::from_static(c)).collect();
+        std::thread::spawn(move || {
+            for chunk in chunks {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+            if fail {
+                let _ = tx.blocking_send(Err(http::BodyError("failed".into())));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        body
+    };
+    let mut response = ::http::Response::new(ResponseBody::Empty);
+    let mut headers = ::http::HeaderMap::new();
+    match path.as_str() {
+        "/full" => {
+            headers.insert("content-type", "text/plain".parse().unwrap());
+            headers.append("x-multi", "a".parse().unwrap());
+            headers.append("x-multi", "b".parse().unwrap());
+            *response.body_mut() = ResponseBody::Full(Some(Bytes::from_static(b"hello")));
+        }
+        "/echo" => *response.body_mut() = ResponseBody::Full(Some(body)),
+        "/stream" => *response.body_mut() = stream(&[b"ab", b"", b"cd"], false),
+        "/stream-length" => {
+            headers.insert("content-length", "4".parse().unwrap());
+            *response.body_mut() = stream(&[b"ab", b"cd"], false);
+        }
+        "/overrun" => {
+            headers.insert("content-length", "3".parse().unwrap());
+            *response.body_mut() = stream(&[b"ab", b"cd"], false);
+        }
+        "/short" => {
+            headers.insert("content-length", "5".parse().unwrap());
+            *response.body_mut() = stream(&[b"ab"], false);
+        }
+        "/fail" => *response.body_mut() = stream(&[b"ab"], true),
+        "/reason" => {
+            *response.status_mut() = ::http::StatusCode::from_u16(299).unwrap();
+            let reason = hyper::ext::ReasonPhrase::try_from(&b"Fine Thing"[..]).unwrap();
+            response.extensions_mut().insert(reason);
+            *response.body_mut() = ResponseBody::Full(Some(Bytes::from_static(b"r")));
+        }
+        "/no-content" => *response.status_mut() = ::http::StatusCode::NO_CONTENT,
+        "/not-modified" => {
+            *response.status_mut() = ::http::StatusCode::NOT_MODIFIED;
+            headers.insert("etag", "\"x\"".parse().unwrap());
+        }
+        "/close" => {
+            headers.insert("connection", "close".parse().unwrap());
+            *response.body_mut() = ResponseBody::Full(Some(Bytes::from_static(b"bye")));
+        }
+        _ => {}
+    }
+    response.headers_mut().extend(headers);
+    let _ = job.reply.send(response);
+}
+
+fn start(options: RunOptions) -> (u16, tokio::sync::watch::Sender<bool>) {
+    crate::support::serve_with(options, answer)
+}
+
+fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Send `request`, then read until the server closes the connection.
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut stream = connect(port);
+    stream.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// `reply` with the value of every `date` field replaced by `*`.
+fn without_dates(reply: &str) -> String {
+    reply
+        .split("\r\n")
+        .map(|line| match line.strip_prefix("date: ") {
+            Some(_) => "date: *",
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+#[test]
+fn responses_match_hypers_byte_for_byte() {
+    let (port, _stop) = start(RunOptions::default());
+    for (method, path) in [
+        ("GET", "/full"),
+        ("HEAD", "/full"),
+        ("GET", "/empty"),
+        ("HEAD", "/empty"),
+        ("GET", "/stream"),
+        ("HEAD", "/stream"),
+        ("GET", "/stream-length"),
+        ("GET", "/reason"),
+        ("GET", "/no-content"),
+        ("GET", "/not-modified"),
+        ("GET", "/close"),
+    ] {
+        for close in ["", "Connection: close\r\n"] {
+            // Each request is followed by a plain one: the connection's
+            // state after the response must be the same too.
+            let plain = format!(
+                "{method} {path} HTTP/1.1\r\nHost: a\r\n{close}\r\n\
+                 GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            );
+            let hyper = format!(
+                "{method} {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n{close}\r\n\
+                 0\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            );
+            let ours = without_dates(&exchange(port, plain.as_bytes()));
+            let theirs = without_dates(&exchange(port, hyper.as_bytes()));
+            assert!(ours.starts_with("HTTP/1.1 "), "{method} {path}: {ours:?}");
+            assert!(
+                ours.contains("\r\ndate: *\r\n"),
+                "{method} {path}: {ours:?}"
+            );
+            assert_eq!(ours, theirs, "{method} {path} {close:?}");
+        }
+    }
+}
+
+#[test]
+fn a_pipeline_handed_to_hyper_midway_is_answered_in_order() {
+    let (port, _stop) = start(RunOptions::default());
+    let reply = exchange(
+        port,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+          POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nfg",
+    );
+    let bodies: Vec<&str> = reply
+        .split("HTTP/1.1 200 OK")
+        .skip(1)
+        .map(|r| r.rsplit("\r\n\r\n").next().unwrap())
+        .collect();
+    assert_eq!(bodies, ["abc", "de", "fg"], "{reply}");
+}
+
+#[test]
+fn a_body_split_over_reads_is_read_whole() {
+    let (port, _stop) = start(RunOptions::default());
+    let mut stream = connect(port);
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01234")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(b"56789").unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n0123456789"), "{reply}");
+}
+
+#[test]
+fn a_failed_stream_ends_the_connection_without_a_last_chunk() {
+    let (port, _stop) = start(RunOptions::default());
+    let reply = exchange(
+        port,
+        b"GET /fail HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert!(reply.contains("transfer-encoding: chunked"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n2\r\nab\r\n"), "{reply:?}");
+    assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{reply}");
+}
+
+#[test]
+fn a_body_longer_or_shorter_than_its_content_length_closes_the_connection() {
+    let (port, _stop) = start(RunOptions::default());
+    let next = "GET /full HTTP/1.1\r\nHost: a\r\n\r\n";
+    let reply = exchange(
+        port,
+        format!("GET /overrun HTTP/1.1\r\nHost: a\r\n\r\n{next}").as_bytes(),
+    );
+    assert!(reply.ends_with("\r\n\r\nabc"), "{reply:?}");
+    assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{reply}");
+    let reply = exchange(
+        port,
+        format!("GET /short HTTP/1.1\r\nHost: a\r\n\r\n{next}").as_bytes(),
+    );
+    assert!(reply.ends_with("\r\n\r\nab"), "{reply:?}");
+    assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{reply}");
+}
+
+fn short_timeouts() -> RunOptions {
+    RunOptions {
+        keep_alive: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        ..RunOptions::default()
+    }
+}
+
+/// Send `request` and read to the end; the reply and how long it took.
+fn timed(port: u16, request: &[u8]) -> (String, Duration) {
+    let started = Instant::now();
+    let reply = exchange(port, request);
+    (reply, started.elapsed())
+}
+
+#[test]
+fn an_idle_connection_closes_after_keep_alive() {
+    let (port, _stop) = start(short_timeouts());
+    let (reply, took) = timed(port, b"GET /full HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(reply.ends_with("hello"), "{reply}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_busy_connection_outlives_keep_alive() {
+    // The keep-alive timer is re-armed lazily: requests every 300 ms for
+    // 2.4 s must keep a connection with --keep-alive 1 open.
+    let (port, _stop) = start(short_timeouts());
+    let mut stream = connect(port);
+    for _ in 0..8 {
+        stream
+            .write_all(b"GET /full HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut reply = [0u8; 4096];
+        let n = stream.read(&mut reply).unwrap();
+        let reply = String::from_utf8_lossy(&reply[..n]);
+        assert!(reply.ends_with("hello"), "{reply}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_late_head_gets_408() {
+    let (port, _stop) = start(short_timeouts());
+    let (reply, took) = timed(port, b"GET /full HTTP/1.1\r\nHo");
+    assert!(
+        reply.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{reply}"
+    );
+    assert!(reply.contains("--header-timeout"), "{reply}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_late_body_gets_408() {
+    let (port, _stop) = start(short_timeouts());
+    let (reply, took) = timed(
+        port,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n012",
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{reply}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn the_stop_flag_closes_an_idle_connection() {
+    let (port, stop) = start(RunOptions::default());
+    let mut stream = connect(port);
+    stream
+        .write_all(b"GET /full HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut reply = [0u8; 4096];
+    let n = stream.read(&mut reply).unwrap();
+    assert!(String::from_utf8_lossy(&reply[..n]).ends_with("hello"));
+    let started = Instant::now();
+    stop.send_replace(true);
+    let n = stream.read(&mut reply).unwrap();
+    assert_eq!(n, 0, "closed, not answered");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
