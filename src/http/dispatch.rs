@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::{Limits, Peer, ResponseBody, SendfileQueue};
+use super::{Limits, Peer, Reply, ResponseBody, SendfileQueue};
 
 /// A request's message body, as the application side receives it.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub struct Job {
     /// Index of the listener that accepted the connection.
     pub listener: usize,
     /// Where the application thread sends the response head and body.
-    pub reply: oneshot::Sender<Response<ResponseBody>>,
+    pub reply: oneshot::Sender<Reply>,
     /// The connection's abort signal, for [`ResponseBody::channel`].
     pub abort: Arc<Notify>,
     /// The connection's file queue when it can send a [`ResponseBody::File`]
@@ -168,7 +168,8 @@ impl Dispatch {
             },
             None => RequestBody::Stream(body),
         };
-        Ok(self.submit(origin, Box::new(parts), body, received).await)
+        let reply = self.submit(origin, Box::new(parts), body, received).await;
+        Ok(reply.into_response())
     }
 
     /// Check a request head before its body is read: RFC 9112 §3.2's Host
@@ -216,7 +217,7 @@ impl Dispatch {
         parts: Box<Parts>,
         body: RequestBody,
         received: std::time::Instant,
-    ) -> Response<ResponseBody> {
+    ) -> Reply {
         if let Some(max) = self.max_requests {
             if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
                 self.stop.send_replace(true);
@@ -240,24 +241,19 @@ impl Dispatch {
                     return error_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the server is shutting down",
-                    );
+                    )
+                    .into();
                 }
             }
         }
-        let response = response.await.unwrap_or_else(|_| {
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        let mut reply = response.await.unwrap_or_else(|_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into()
         });
-        self.finish(response)
-    }
-
-    fn finish(&self, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
         if *self.stop.borrow() {
             // Stopping: this is the connection's last response (RFC 9112 §9.6).
-            response
-                .headers_mut()
-                .insert(CONNECTION, http::HeaderValue::from_static("close"));
+            reply.close();
         }
-        response
+        reply
     }
 }
 

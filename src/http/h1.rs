@@ -52,7 +52,7 @@ use tokio::time::Instant;
 
 use super::dispatch::{error_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
-use super::{Dispatch, Limits, Origin, RequestBody, ResponseBody};
+use super::{Dispatch, FieldLines, Limits, Origin, Reply, RequestBody, ResponseBody};
 
 /// The most fields a head served here may have (more: hyper's).
 const MAX_FIELDS: usize = 64;
@@ -195,7 +195,7 @@ where
             return handoff(io, all, clock.drain_at);
         };
         let response = match cx.dispatch.check(&parts, Some(head.body as u64)) {
-            Err(refused) => *refused,
+            Err(refused) => Reply::from(*refused),
             Ok(()) => match read_body(&mut io, &mut buf, head.body, cx.timeouts.body).await {
                 Ok(body) => {
                     let body = RequestBody::Buffered(body);
@@ -203,7 +203,7 @@ where
                         .submit(cx.origin, Box::new(parts), body, received)
                         .await
                 }
-                Err(refused) => refused,
+                Err(refused) => refused.into(),
             },
         };
         let keep = respond(&mut io, response, head.head_method, head.close, &mut out).await;
@@ -505,18 +505,19 @@ enum Framing {
 /// A write failed: the client is gone.
 async fn respond<S: AsyncWrite + Unpin>(
     io: &mut S,
-    response: Response<ResponseBody>,
+    reply: Reply,
     head_method: bool,
     close: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
+    let Reply { response, lines } = reply;
     let (parts, mut body) = response.into_parts();
     let known = match &body {
         ResponseBody::Empty | ResponseBody::Full(None) => Some(0),
         ResponseBody::Full(Some(data)) => Some(data.len() as u64),
         ResponseBody::Stream { .. } | ResponseBody::File(_) => None,
     };
-    let (framing, close) = encode_head(&parts, known, head_method, close, out);
+    let (framing, close) = encode_head(&parts, &lines, known, head_method, close, out);
     if framing == Framing::Length(0) {
         write_all(io, &mut [out]).await?;
         return Ok(!close);
@@ -676,10 +677,14 @@ async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, parts: &mut [&[u8]]) -> io
 }
 
 /// Encode the status line and fields of a response to a plain request into
-/// `out` (module docs, point 3); `known` is the body's length when it is
-/// whole. Returns the body's framing and whether the connection closes after.
+/// `out` (module docs, point 3): the application's field lines as they are,
+/// then its `content-length` and `connection: close`, then the fields the
+/// server made (the order [`Reply::into_response`] gives hyper). `known` is
+/// the body's length when it is whole. Returns the body's framing and
+/// whether the connection closes after.
 fn encode_head(
     parts: &http::response::Parts,
+    lines: &FieldLines,
     known: Option<u64>,
     head_method: bool,
     mut close: bool,
@@ -704,17 +709,32 @@ fn encode_head(
     // carries no Content-Length of its own making.
     let no_content = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
     let mut framing = None;
-    let mut date = false;
-    let mut connection = false;
+    // The first Content-Length frames the body, unless the body is empty and
+    // the request not HEAD (then `content-length: 0` follows, as hyper does).
+    let frame_by = |framing: &mut Option<Framing>, declared: Option<u64>| {
+        if framing.is_some() || (known == Some(0) && !head_method) {
+            return false;
+        }
+        *framing = Some(Framing::Length(known.or(declared).unwrap_or(0)));
+        true
+    };
+    out.extend_from_slice(lines.as_bytes());
+    let mut date = lines.has_date();
+    if let Some(length) = lines.content_length {
+        if frame_by(&mut framing, Some(length)) {
+            push_length(out, length);
+        }
+    }
+    let mut connection = lines.close;
+    if lines.close {
+        close = true;
+        push_field(out, b"connection", b"close");
+    }
     for (name, value) in &parts.headers {
         if name == CONTENT_LENGTH {
-            if framing.is_some() || (known == Some(0) && !head_method) {
+            if !frame_by(&mut framing, content_length(value.as_bytes())) {
                 continue; // a repeat, or a length the (empty) body denies
             }
-            framing = Some(Framing::Length(match known {
-                Some(n) => n,
-                None => content_length(value.as_bytes()).unwrap_or(0),
-            }));
         } else if name == CONNECTION {
             connection = true;
             close |= super::framer::has_token(value.as_bytes(), b"close");
@@ -736,8 +756,7 @@ fn encode_head(
         }
         (None, Some(n)) => {
             if !no_content {
-                out.extend_from_slice(b"content-length: ");
-                let _ = write!(out, "{n}\r\n");
+                push_length(out, n);
             }
             Framing::Length(n)
         }
@@ -759,6 +778,22 @@ fn encode_head(
         framing
     };
     (framing, close)
+}
+
+/// Append `content-length: n` and CRLF.
+fn push_length(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    push_field(out, b"content-length", &digits[at..]);
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

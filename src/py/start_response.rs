@@ -25,7 +25,6 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
 use http::{Response, StatusCode};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -38,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::errors;
 use crate::http::dispatch::error_response;
-use crate::http::{BodyError, FileBody, ResponseBody, SendfileQueue};
+use crate::http::{BodyError, FileBody, Reply, ResponseBody, SendfileQueue};
 use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
@@ -51,7 +50,7 @@ const COPIED_BODY: usize = 4096;
 #[pyclass(module = "ferrule._ferrule")]
 #[derive(Debug)]
 pub struct StartResponse {
-    reply: Option<oneshot::Sender<Response<ResponseBody>>>,
+    reply: Option<oneshot::Sender<Reply>>,
     abort: Arc<Notify>,
     /// The connection's file queue, when it sends files with `sendfile(2)`.
     sendfile: Option<Arc<SendfileQueue>>,
@@ -79,7 +78,7 @@ pub struct StartResponse {
 
 impl StartResponse {
     pub(crate) fn new(
-        reply: oneshot::Sender<Response<ResponseBody>>,
+        reply: oneshot::Sender<Reply>,
         abort: Arc<Notify>,
         sendfile: Option<Arc<SendfileQueue>>,
         no_body: bool,
@@ -223,16 +222,11 @@ impl StartResponse {
             body = ResponseBody::Empty;
             length = None;
             if head.status == StatusCode::NO_CONTENT {
-                head.headers.remove(CONTENT_LENGTH);
                 head.content_length = None;
             }
         }
         if head.content_length.is_none() {
-            if let Some(length) = length {
-                head.headers
-                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
-                head.content_length = Some(length);
-            }
+            head.content_length = length;
         }
         // A whole body (Full or Empty) leaves nothing to send later.
         self.remaining = match body {
@@ -247,19 +241,17 @@ impl StartResponse {
                 response.extensions_mut().insert(reason);
             }
         }
-        if head.close {
-            head.headers
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        }
+        let mut lines = head.fields;
+        lines.content_length = head.content_length;
+        lines.close = head.close;
         if let (ResponseBody::Full(Some(data)), false) = (response.body(), self.no_body) {
             self.bytes_sent = data.len() as u64;
         }
         if self.keep_head {
-            self.sent_head = Some((head.status.as_u16(), head.headers.clone()));
+            self.sent_head = Some((head.status.as_u16(), lines.to_header_map()));
         }
-        *response.headers_mut() = head.headers;
         let reply = self.reply.take().expect("the head is sent once");
-        if reply.send(response).is_err() {
+        if reply.send(Reply { response, lines }).is_err() {
             self.disconnected = true;
         }
         Ok(())
@@ -495,7 +487,7 @@ impl StartResponse {
             if let ResponseBody::Full(Some(data)) = response.body() {
                 self.bytes_sent = data.len() as u64;
             }
-            let _ = reply.send(response);
+            let _ = reply.send(response.into());
         }
     }
 }
@@ -699,7 +691,8 @@ mod tests {
         sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
         let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
         sr.send_whole(py, data).unwrap();
-        (response.try_recv().unwrap(), before, object.get_refcnt())
+        let response = response.try_recv().unwrap().into_response();
+        (response, before, object.get_refcnt())
     }
 
     #[test]

@@ -13,18 +13,21 @@
 
 use std::fmt;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
-use http::{HeaderMap, StatusCode};
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH};
+use http::StatusCode;
 
-/// A validated response head, ready to become a hyper response.
+use crate::http::FieldLines;
+
+/// A validated response head, ready to be sent.
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
     /// The status code (200–999).
     pub status: StatusCode,
     /// The reason phrase, when it differs from the code's canonical one.
     pub reason: Option<String>,
-    /// The response fields, minus dropped hop-by-hop ones.
-    pub headers: HeaderMap,
+    /// The response fields as field lines, minus dropped hop-by-hop ones and
+    /// the `Content-Length` and `Connection` (which are the next two fields).
+    pub fields: FieldLines,
     /// The application's `Content-Length`, in bytes, if it sent one.
     pub content_length: Option<u64>,
     /// Whether the application asked for `Connection: close`.
@@ -73,7 +76,7 @@ impl ResponseHead {
 /// [`HeadFields::finish`].
 #[derive(Debug)]
 pub struct HeadFields {
-    headers: HeaderMap,
+    fields: FieldLines,
     content_length: Option<u64>,
     close: bool,
     warnings: Vec<String>,
@@ -85,7 +88,8 @@ impl HeadFields {
     /// No fields yet, with room for `fields` of them (more may come).
     pub fn with_capacity(fields: usize) -> HeadFields {
         HeadFields {
-            headers: HeaderMap::with_capacity(fields),
+            // Room for `fields` lines of a typical length, in bytes.
+            fields: FieldLines::with_capacity(fields * 32),
             content_length: None,
             close: false,
             warnings: Vec::new(),
@@ -125,7 +129,7 @@ impl HeadFields {
         Ok(ResponseHead {
             status,
             reason,
-            headers: self.headers,
+            fields: self.fields,
             content_length: self.content_length,
             close: self.close,
             warnings: self.warnings,
@@ -136,30 +140,35 @@ impl HeadFields {
         if self.error.is_some() {
             return Ok(()); // only the first refusal is reported
         }
-        let value = HeaderValue::from_bytes(value).map_err(|_| {
-            HeadError(format!(
+        // RFC 9110 §5.5: visible ASCII, obs-text, SP and HTAB (the http
+        // crate's rule for a `HeaderValue`).
+        if !value
+            .iter()
+            .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+        {
+            return Err(HeadError(format!(
                 "response header {name}: {:?} contains a control character (CR, LF, NUL, ...)",
                 latin1(value)
-            ))
-        })?;
+            )));
+        }
         if name == CONTENT_LENGTH {
-            let length = std::str::from_utf8(value.as_bytes())
+            let length = std::str::from_utf8(value)
                 .ok()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
                 .ok_or_else(|| {
-                    HeadError(format!("Content-Length {value:?} is not a number of bytes"))
+                    HeadError(format!(
+                        "Content-Length {:?} is not a number of bytes",
+                        latin1(value)
+                    ))
                 })?;
             if self.content_length.is_some_and(|old| old != length) {
                 return Err(HeadError("two different Content-Length headers".to_owned()));
             }
-            if self.content_length.is_some() {
-                return Ok(());
-            }
             self.content_length = Some(length);
+            return Ok(());
         } else if name == CONNECTION {
             if value
-                .as_bytes()
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
             {
@@ -172,7 +181,7 @@ impl HeadFields {
             ));
             return Ok(());
         }
-        self.headers.append(name, value);
+        self.fields.push(&name, value);
         Ok(())
     }
 }
@@ -290,7 +299,7 @@ mod tests {
         let value = "caf\u{e9}\tx";
         let bytes: Vec<u8> = value.chars().map(|c| c as u8).collect();
         let h = ResponseHead::new(b"200 OK", [(&b"X-A"[..], &bytes[..])]).unwrap();
-        assert_eq!(h.headers["x-a"].as_bytes(), b"caf\xe9\tx");
+        assert_eq!(h.fields.as_bytes(), b"x-a: caf\xe9\tx\r\n");
     }
 
     #[test]
@@ -302,7 +311,10 @@ mod tests {
         .unwrap();
         assert_eq!(h.content_length, Some(12));
         assert!(h.close);
-        assert!(h.headers.get("connection").is_none());
+        assert!(
+            h.fields.as_bytes().is_empty(),
+            "both are the server's to write"
+        );
         assert!(head("200 OK", &[("Content-Length", "-1")]).is_err());
         assert!(head(
             "200 OK",
@@ -314,7 +326,8 @@ mod tests {
             &[("Content-Length", "3"), ("Content-Length", "3")],
         )
         .unwrap();
-        assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+        assert_eq!(h.content_length, Some(3));
+        assert_eq!(h.fields.get_all("content-length").count(), 0);
     }
 
     #[test]
@@ -335,9 +348,10 @@ mod tests {
         fields.add(b"Content-Length", b"13");
         fields.add(b"X-Note", b"d\xe9j\xe0 vu");
         let h = fields.finish(b"200 Tr\xe8s bien").unwrap();
-        assert_eq!(h.headers.len(), 3);
-        assert_eq!(h.headers["content-type"], "text/plain");
-        assert_eq!(h.headers["x-note"].as_bytes(), b"d\xe9j\xe0 vu");
+        assert_eq!(
+            h.fields.as_bytes(),
+            b"content-type: text/plain\r\nx-note: d\xe9j\xe0 vu\r\n"
+        );
         assert_eq!(h.content_length, Some(13));
         assert_eq!(h.reason.as_deref(), Some("Tr\u{e8}s bien"));
         assert_eq!(head("404 Not Found", &[]).unwrap().reason, None);
@@ -350,7 +364,7 @@ mod tests {
             &[("Transfer-Encoding", "chunked"), ("Keep-Alive", "5")],
         )
         .unwrap();
-        assert!(h.headers.is_empty());
+        assert!(h.fields.is_empty());
         assert_eq!(h.warnings.len(), 2);
         assert!(h.warnings[0].contains("transfer-encoding"));
     }

@@ -75,11 +75,39 @@ fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
         _ => {}
     }
     response.headers_mut().extend(headers);
-    let _ = job.reply.send(response);
+    let _ = job.reply.send(response.into());
+}
+
+/// The stand-in for `start_response`'s replies: `/lines/...` answers what
+/// `/...` does, its fields sent as field lines ([`http::FieldLines`]).
+fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
+    let Some(path) = job.parts.uri.path().strip_prefix("/lines") else {
+        return answer(job, handle);
+    };
+    job.parts.uri = path.parse().unwrap();
+    let (reply, response) = tokio::sync::oneshot::channel();
+    let inner = std::mem::replace(&mut job.reply, reply);
+    answer(job, handle);
+    let mut response = handle.block_on(response).unwrap().into_response();
+    let mut lines = http::FieldLines::default();
+    let mut last = None;
+    for (name, value) in std::mem::take(response.headers_mut()) {
+        // A map yields a repeated name once, before its first value.
+        let name: ::http::HeaderName = name.or(last).unwrap();
+        last = Some(name.clone());
+        if name == ::http::header::CONTENT_LENGTH {
+            lines.content_length = value.to_str().unwrap().parse().ok();
+        } else if name == ::http::header::CONNECTION {
+            lines.close = true;
+        } else {
+            lines.push(&name, value.as_bytes());
+        }
+    }
+    let _ = inner.send(http::Reply { response, lines });
 }
 
 fn start(options: RunOptions) -> (u16, tokio::sync::watch::Sender<bool>) {
-    crate::support::serve_with(options, answer)
+    crate::support::serve_with(options, answer_lines)
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -115,6 +143,14 @@ fn without_dates(reply: &str) -> String {
 fn responses_match_hypers_byte_for_byte() {
     let (port, _stop) = start(RunOptions::default());
     for (method, path) in [
+        ("GET", "/lines/full"),
+        ("HEAD", "/lines/full"),
+        ("GET", "/lines/stream"),
+        ("GET", "/lines/stream-length"),
+        ("HEAD", "/lines/stream-length"),
+        ("GET", "/lines/reason"),
+        ("GET", "/lines/not-modified"),
+        ("GET", "/lines/close"),
         ("GET", "/full"),
         ("HEAD", "/full"),
         ("GET", "/empty"),

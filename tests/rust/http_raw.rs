@@ -19,7 +19,7 @@ fn start() -> (u16, tokio::sync::watch::Sender<bool>) {
         };
         let text = format!("{} {} {}", job.parts.method, job.parts.uri, body.len());
         let response = ::http::Response::new(ResponseBody::Full(Some(Bytes::from(text))));
-        let _ = job.reply.send(response);
+        let _ = job.reply.send(response.into());
     })
 }
 

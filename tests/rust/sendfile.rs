@@ -23,7 +23,7 @@ fn start() -> u16 {
     std::fs::write(&path, data()).unwrap();
     let (port, stop) = crate::support::serve(move |job, _| {
         let response = answer(&job, &path);
-        let _ = job.reply.send(response);
+        let _ = job.reply.send(response.into());
     });
     std::mem::forget(stop); // serve until the test process ends
     port

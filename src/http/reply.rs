@@ -1,0 +1,200 @@
+//! What the application side sends back for a request: a [`Reply`].
+//!
+//! The fields an application passes to `start_response` are validated once
+//! (`wsgi::status`) and kept as the HTTP/1.1 field lines they will be sent as
+//! ([`FieldLines`]): ferrule's own exchange ([`super::h1`]) copies them into
+//! the response head as they are, with no `HeaderMap` built, filled and
+//! dropped per response. hyper, for the connections it serves, gets them as a
+//! map ([`Reply::into_response`]).
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
+use http::{HeaderMap, Response};
+
+use super::ResponseBody;
+
+/// A response for the connection: status, reason phrase, server-made fields
+/// and body in `response`, the application's fields in `lines`.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status, reason (`hyper::ext::ReasonPhrase`), fields the server made
+    /// (an error response's, say), and the body.
+    pub response: Response<ResponseBody>,
+    /// The application's fields, validated.
+    pub lines: FieldLines,
+}
+
+impl From<Response<ResponseBody>> for Reply {
+    fn from(response: Response<ResponseBody>) -> Reply {
+        Reply {
+            response,
+            lines: FieldLines::default(),
+        }
+    }
+}
+
+impl Reply {
+    /// The whole response as hyper takes it: the lines first, then
+    /// `content-length`, `connection: close`, then the server's fields.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let Reply {
+            mut response,
+            lines,
+        } = self;
+        if lines.is_empty() {
+            return response;
+        }
+        let mut map = lines.to_header_map();
+        for (name, value) in std::mem::take(response.headers_mut()) {
+            if let Some(name) = name {
+                map.append(name, value);
+            }
+        }
+        *response.headers_mut() = map;
+        response
+    }
+
+    /// Ask for the connection to close after this response (RFC 9112 §9.6).
+    pub fn close(&mut self) {
+        if self.lines.is_empty() {
+            self.response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        } else {
+            self.lines.close = true;
+        }
+    }
+}
+
+/// Validated response fields as field lines: `name: value` and CRLF each,
+/// names in lowercase (RFC 9112 §5), plus the two fields the server frames
+/// itself: the `Content-Length` and `Connection: close`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldLines {
+    lines: Vec<u8>,
+    date: bool,
+    /// The body's length in bytes, sent as `content-length`.
+    pub content_length: Option<u64>,
+    /// Send `connection: close` and close after the response.
+    pub close: bool,
+}
+
+impl FieldLines {
+    /// No fields, with room for `bytes` of lines.
+    pub fn with_capacity(bytes: usize) -> FieldLines {
+        FieldLines {
+            lines: Vec::with_capacity(bytes),
+            ..FieldLines::default()
+        }
+    }
+
+    /// Add a field. `value` must be a valid field value (no CR, LF, NUL or
+    /// other control character but HTAB; RFC 9110 §5.5), as
+    /// [`HeaderValue::from_bytes`] checks; `name` is not `content-length` or
+    /// `connection` (see the fields of the type).
+    pub fn push(&mut self, name: &HeaderName, value: &[u8]) {
+        debug_assert!(HeaderValue::from_bytes(value).is_ok());
+        debug_assert!(name != CONTENT_LENGTH && name != CONNECTION);
+        self.date |= name == DATE;
+        self.lines.extend_from_slice(name.as_str().as_bytes());
+        self.lines.extend_from_slice(b": ");
+        self.lines.extend_from_slice(value);
+        self.lines.extend_from_slice(b"\r\n");
+    }
+
+    /// The field lines, without `content-length` and `connection`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// Whether a `date` field is among the lines.
+    pub fn has_date(&self) -> bool {
+        self.date
+    }
+
+    /// No lines, no length and no close.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.content_length.is_none() && !self.close
+    }
+
+    /// The values of `name` (lowercase), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.pairs()
+            .filter(move |(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\r"))
+            .filter_map(|line| {
+                let at = line.iter().position(|&b| b == b':')?;
+                Some((&line[..at], &line[at + 2..]))
+            })
+    }
+
+    /// All the fields as a map, `content-length` and `connection` included.
+    pub fn to_header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in self.pairs() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value)),
+            ) {
+                map.append(name, value);
+            }
+        }
+        if let Some(length) = self.content_length {
+            map.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        if self.close {
+            map.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_back_as_a_map_in_order() {
+        let mut lines = FieldLines::with_capacity(64);
+        lines.push(&HeaderName::from_static("x-multi"), b"a");
+        lines.push(&http::header::CONTENT_TYPE, b"text/plain; charset=\xe9");
+        lines.push(&HeaderName::from_static("x-multi"), b"b: c");
+        lines.content_length = Some(12);
+        lines.close = true;
+        assert_eq!(
+            lines.as_bytes(),
+            b"x-multi: a\r\ncontent-type: text/plain; charset=\xe9\r\nx-multi: b: c\r\n"
+        );
+        assert!(!lines.has_date());
+        let map = lines.to_header_map();
+        let multi: Vec<_> = map.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["a", "b: c"]);
+        assert_eq!(map["content-type"].as_bytes(), b"text/plain; charset=\xe9");
+        assert_eq!(map["content-length"], "12");
+        assert_eq!(map["connection"], "close");
+        let got: Vec<_> = lines.get_all("x-multi").collect();
+        assert_eq!(got, [&b"a"[..], b"b: c"]);
+    }
+
+    #[test]
+    fn a_reply_becomes_one_map_for_hyper() {
+        let mut lines = FieldLines::default();
+        lines.push(&DATE, b"Mon, 30 Nov 2026 07:00:00 GMT");
+        assert!(lines.has_date());
+        let mut response = Response::new(ResponseBody::Empty);
+        response
+            .headers_mut()
+            .insert("x-server", HeaderValue::from_static("1"));
+        let mut reply = Reply { response, lines };
+        reply.close();
+        let response = reply.into_response();
+        let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["date", "connection", "x-server"]);
+    }
+}
