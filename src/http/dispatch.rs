@@ -11,9 +11,9 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::sync::Arc;
 
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 
-use super::{Limits, Peer, Reply, ResponseBody, SendfileQueue};
+use super::{Limits, Peer, Reply, ReplySender, ReplySlot, ResponseBody, SendfileQueue};
 
 /// A request's message body, as the application side receives it.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub struct Job {
     /// Index of the listener that accepted the connection.
     pub listener: usize,
     /// Where the application thread sends the response head and body.
-    pub reply: oneshot::Sender<Reply>,
+    pub reply: ReplySender,
     /// The connection's abort signal, for [`ResponseBody::channel`].
     pub abort: Arc<Notify>,
     /// The connection's file queue when it can send a [`ResponseBody::File`]
@@ -77,6 +77,8 @@ pub struct Origin {
     pub abort: Arc<Notify>,
     /// The connection's file queue ([`Job::sendfile`]).
     pub sendfile: Option<Arc<SendfileQueue>>,
+    /// Where the replies to the connection's requests arrive.
+    pub replies: Arc<ReplySlot>,
 }
 
 /// Shared state of the service: the job queue and the request budget.
@@ -223,7 +225,7 @@ impl Dispatch {
                 self.stop.send_replace(true);
             }
         }
-        let (reply, response) = oneshot::channel();
+        let (reply, response) = origin.replies.expect();
         let job = Job {
             parts,
             body,
@@ -246,7 +248,7 @@ impl Dispatch {
                 }
             }
         }
-        let mut reply = response.await.unwrap_or_else(|_| {
+        let mut reply = response.await.unwrap_or_else(|| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into()
         });
         if *self.stop.borrow() {

@@ -26,6 +26,6 @@ pub mod tls;
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{Dispatch, InlineHandler, Job, Origin, RequestBody};
 pub use limits::Limits;
-pub use reply::{FieldLines, Reply};
+pub use reply::{FieldLines, Reply, ReplyReceiver, ReplySender, ReplySlot};
 pub use sendfile::{FileBody, SendfileQueue};
 pub use server::{run, Listener, Peer, RunOptions};

@@ -7,6 +7,11 @@
 //! dropped per response. hyper, for the connections it serves, gets them as a
 //! map ([`Reply::into_response`]).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Response};
@@ -155,9 +160,221 @@ impl FieldLines {
     }
 }
 
+/// Where the replies of one connection's requests arrive, one at a time.
+///
+/// An HTTP/1.1 connection has one request in flight, so one slot made per
+/// connection serves all its requests: [`ReplySlot::expect`] arms it for the
+/// next and returns both ends, with no allocation per request (a tokio
+/// `oneshot` allocates its channel every time).
+#[derive(Debug, Default)]
+pub struct ReplySlot(Mutex<Slot>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// The request the slot is armed for; a sender of an older one finds the
+    /// receiver gone.
+    request: u64,
+    state: State,
+    waker: Option<Waker>,
+}
+
+// The reply lives in the slot made once per connection: boxing it to shrink
+// the other variants would allocate per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+enum State {
+    /// Waiting for the reply.
+    #[default]
+    Waiting,
+    /// The reply, not yet taken.
+    Sent(Reply),
+    /// The sender went away without a reply.
+    Dropped,
+    /// The receiver went away: a reply has nowhere to go.
+    Closed,
+}
+
+impl ReplySlot {
+    /// Arm the slot for the connection's next request.
+    ///
+    /// # Panics
+    ///
+    /// Never in use: a connection arms it only after the previous reply was
+    /// taken or its receiver dropped.
+    pub fn expect(self: &Arc<Self>) -> (ReplySender, ReplyReceiver) {
+        let mut slot = self.lock();
+        slot.request += 1;
+        slot.state = State::Waiting;
+        slot.waker = None;
+        let request = slot.request;
+        drop(slot);
+        (
+            ReplySender {
+                slot: Some(self.clone()),
+                request,
+            },
+            ReplyReceiver {
+                slot: self.clone(),
+                request,
+            },
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sends the reply to one request (see [`ReplySlot`]); dropping it unsent
+/// tells the connection that no reply will come.
+#[derive(Debug)]
+pub struct ReplySender {
+    slot: Option<Arc<ReplySlot>>,
+    request: u64,
+}
+
+impl ReplySender {
+    /// A sender whose receiver is already gone (for tests and stand-ins).
+    pub fn closed() -> ReplySender {
+        ReplySender {
+            slot: None,
+            request: 0,
+        }
+    }
+
+    /// Send `reply`.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplyClosed`] when the connection no longer waits for it (the
+    /// client went away); `reply` is dropped.
+    pub fn send(mut self, reply: Reply) -> Result<(), ReplyClosed> {
+        let Some(slot) = self.slot.take() else {
+            return Err(ReplyClosed);
+        };
+        let mut guard = slot.lock();
+        if guard.request != self.request || !matches!(guard.state, State::Waiting) {
+            return Err(ReplyClosed);
+        }
+        guard.state = State::Sent(reply);
+        let waker = guard.waker.take();
+        drop(guard);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReplySender {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        let mut guard = slot.lock();
+        if guard.request == self.request && matches!(guard.state, State::Waiting) {
+            guard.state = State::Dropped;
+            let waker = guard.waker.take();
+            drop(guard);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// The connection no longer waits for a reply ([`ReplySender::send`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyClosed;
+
+/// Resolves to the reply to one request, or `None` if its sender was dropped
+/// without one.
+#[derive(Debug)]
+pub struct ReplyReceiver {
+    slot: Arc<ReplySlot>,
+    request: u64,
+}
+
+impl Future for ReplyReceiver {
+    type Output = Option<Reply>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut slot.state, State::Closed) {
+            State::Sent(reply) => Poll::Ready(Some(reply)),
+            State::Dropped | State::Closed => Poll::Ready(None),
+            State::Waiting => {
+                slot.state = State::Waiting;
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for ReplyReceiver {
+    fn drop(&mut self) {
+        let mut slot = self.slot.lock();
+        if slot.request == self.request {
+            // A reply sent but not taken is dropped here, not by a sender.
+            slot.state = State::Closed;
+            slot.waker = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reply(status: u16) -> Reply {
+        let mut response = Response::new(ResponseBody::Empty);
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        response.into()
+    }
+
+    fn status(reply: Option<Reply>) -> Option<u16> {
+        reply.map(|r| r.response.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn one_slot_serves_a_connection_s_requests_in_turn() {
+        let slot = Arc::new(ReplySlot::default());
+        let (tx, rx) = slot.expect();
+        tx.send(reply(201)).unwrap();
+        assert_eq!(status(rx.await), Some(201));
+        // A reply from another thread, after the receiver waits.
+        let (tx, rx) = slot.expect();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            tx.send(reply(202)).unwrap();
+        });
+        assert_eq!(status(rx.await), Some(202));
+        sender.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_sender_dropped_unsent_resolves_to_none() {
+        let slot = Arc::new(ReplySlot::default());
+        let (tx, rx) = slot.expect();
+        std::thread::spawn(move || drop(tx)).join().unwrap();
+        assert_eq!(status(rx.await), None);
+    }
+
+    #[test]
+    fn a_reply_finds_no_receiver_once_it_is_gone_or_the_slot_moved_on() {
+        let slot = Arc::new(ReplySlot::default());
+        let (tx, rx) = slot.expect();
+        drop(rx);
+        assert!(tx.send(reply(200)).is_err(), "the client went away");
+        let (old, _rx) = slot.expect();
+        let (_new, new_rx) = slot.expect();
+        assert!(old.send(reply(200)).is_err(), "an older request's sender");
+        drop(new_rx);
+        assert!(ReplySender::closed().send(reply(200)).is_err());
+    }
 
     #[test]
     fn lines_read_back_as_a_map_in_order() {

@@ -260,6 +260,7 @@ where
             listener,
             abort: abort.clone(),
             sendfile,
+            replies: Arc::default(),
         };
         let timeouts = super::framer::Timeouts {
             keep_alive,

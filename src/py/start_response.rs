@@ -33,11 +33,11 @@ use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
 use std::sync::Arc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use super::errors;
 use crate::http::dispatch::error_response;
-use crate::http::{BodyError, FileBody, Reply, ResponseBody, SendfileQueue};
+use crate::http::{BodyError, FileBody, Reply, ReplySender, ResponseBody, SendfileQueue};
 use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
@@ -50,7 +50,7 @@ const COPIED_BODY: usize = 4096;
 #[pyclass(module = "ferrule._ferrule")]
 #[derive(Debug)]
 pub struct StartResponse {
-    reply: Option<oneshot::Sender<Reply>>,
+    reply: Option<ReplySender>,
     abort: Arc<Notify>,
     /// The connection's file queue, when it sends files with `sendfile(2)`.
     sendfile: Option<Arc<SendfileQueue>>,
@@ -78,7 +78,7 @@ pub struct StartResponse {
 
 impl StartResponse {
     pub(crate) fn new(
-        reply: oneshot::Sender<Reply>,
+        reply: ReplySender,
         abort: Arc<Notify>,
         sendfile: Option<Arc<SendfileQueue>>,
         no_body: bool,
@@ -686,12 +686,16 @@ mod tests {
     fn send_whole_of(py: Python<'_>, body: &[u8]) -> (Response<ResponseBody>, isize, isize) {
         let object = PyBytes::new(py, body);
         let before = object.get_refcnt();
-        let (reply, mut response) = oneshot::channel();
+        let slot = Arc::new(crate::http::ReplySlot::default());
+        let (reply, response) = slot.expect();
         let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
         sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
         let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
         sr.send_whole(py, data).unwrap();
-        let response = response.try_recv().unwrap().into_response();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let response = runtime.block_on(response).expect("a reply").into_response();
         (response, before, object.get_refcnt())
     }
 

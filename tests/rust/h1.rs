@@ -85,7 +85,8 @@ fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
         return answer(job, handle);
     };
     job.parts.uri = path.parse().unwrap();
-    let (reply, response) = tokio::sync::oneshot::channel();
+    let slot = std::sync::Arc::new(http::ReplySlot::default());
+    let (reply, response) = slot.expect();
     let inner = std::mem::replace(&mut job.reply, reply);
     answer(job, handle);
     let mut response = handle.block_on(response).unwrap().into_response();
