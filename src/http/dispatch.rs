@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST};
+use http::header::{CONNECTION, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -190,7 +190,8 @@ impl Dispatch {
         // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
         // code to any HTTP/1.1 request message that lacks a Host header field and
         // to any request message that contains more than one Host header field".
-        let hosts = parts.headers.get_all(HOST).iter().count();
+        let counts = super::framing::FieldCounts::of(parts);
+        let hosts = counts.hosts;
         if hosts > 1 || (hosts == 0 && parts.version == Version::HTTP_11) {
             return Err(Box::new(error_response(
                 StatusCode::BAD_REQUEST,
@@ -204,7 +205,7 @@ impl Dispatch {
         if let Err(refused) = checked {
             return Err(Box::new(error_response(refused.status, &refused.message)));
         }
-        if let Err((status, why)) = super::framing::check(parts) {
+        if let Err((status, why)) = super::framing::check_counted(parts, &counts) {
             return Err(Box::new(error_response(status, &why)));
         }
         Ok(())

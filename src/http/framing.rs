@@ -16,7 +16,7 @@
 //!   authority-form only for CONNECT.
 //! - RFC 9110 §8.3: `Content-Type` is a singleton field; two are refused.
 
-use http::header::{CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{Method, StatusCode};
 
@@ -37,8 +37,49 @@ const KNOWN_CODINGS: [&str; 7] = [
 ///
 /// The status to answer (400 or 501) and a one-line reason.
 pub fn check(parts: &Parts) -> Result<(), (StatusCode, String)> {
+    check_counted(parts, &FieldCounts::of(parts))
+}
+
+/// How often the fields the head checks look at occur in a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldCounts {
+    /// `Host` fields.
+    pub hosts: usize,
+    /// `Content-Type` fields.
+    pub content_types: usize,
+    /// `Transfer-Encoding` fields.
+    pub transfer_encodings: usize,
+}
+
+impl FieldCounts {
+    /// Count them in one pass over the fields (no look-up per name).
+    pub fn of(parts: &Parts) -> FieldCounts {
+        let mut counts = FieldCounts::default();
+        for name in parts.headers.iter().map(|(name, _)| name) {
+            if name == HOST {
+                counts.hosts += 1;
+            } else if name == CONTENT_TYPE {
+                counts.content_types += 1;
+            } else if name == TRANSFER_ENCODING {
+                counts.transfer_encodings += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// [`check`] with the fields already counted.
+///
+/// # Errors
+///
+/// As [`check`].
+pub fn check_counted(parts: &Parts, counts: &FieldCounts) -> Result<(), (StatusCode, String)> {
     let mut chunked = 0;
-    for value in parts.headers.get_all(TRANSFER_ENCODING) {
+    let codings = match counts.transfer_encodings {
+        0 => None,
+        _ => Some(parts.headers.get_all(TRANSFER_ENCODING)),
+    };
+    for value in codings.iter().flatten() {
         let Ok(value) = value.to_str() else {
             return Err((
                 StatusCode::BAD_REQUEST,
@@ -84,7 +125,7 @@ pub fn check(parts: &Parts) -> Result<(), (StatusCode, String)> {
             "the authority-form is only for CONNECT (RFC 9112 section 3.2.3)".into(),
         ));
     }
-    if parts.headers.get_all(CONTENT_TYPE).iter().nth(1).is_some() {
+    if counts.content_types > 1 {
         return Err((
             StatusCode::BAD_REQUEST,
             "two Content-Type fields (RFC 9110 section 8.3)".into(),
@@ -134,6 +175,32 @@ mod tests {
         assert_eq!(status(&parts("GET", "example.com:443", &[])), Some(400));
         assert_eq!(status(&parts("CONNECT", "example.com:443", &[])), None);
         assert_eq!(status(&parts("GET", "http://example.com/x", &[])), None);
+    }
+
+    #[test]
+    fn fields_are_counted_per_value() {
+        let p = parts(
+            "POST",
+            "/",
+            &[
+                ("host", "a"),
+                ("content-type", "a/b"),
+                ("x-other", "1"),
+                ("host", "b"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        let counts = FieldCounts::of(&p);
+        assert_eq!(
+            counts,
+            FieldCounts {
+                hosts: 2,
+                content_types: 1,
+                transfer_encodings: 1
+            }
+        );
+        let none = FieldCounts::of(&parts("GET", "/", &[]));
+        assert_eq!(none, FieldCounts::default());
     }
 
     #[test]
