@@ -174,6 +174,11 @@ impl Dispatch {
         Ok(reply.into_response())
     }
 
+    /// Whether the stop flag is set: the server is draining.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
     /// Check a request head before its body is read: RFC 9112 §3.2's Host
     /// rule, the `--limit-request-*` limits (`length` is the body's declared
     /// size, if known) and [`super::framing::check`].
@@ -252,7 +257,7 @@ impl Dispatch {
         let mut reply = response.await.unwrap_or_else(|| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into()
         });
-        if *self.stop.borrow() {
+        if self.stopping() {
             // Stopping: this is the connection's last response (RFC 9112 §9.6).
             reply.close();
         }

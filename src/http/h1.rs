@@ -24,8 +24,9 @@
 //!    `HEAD`, 204 and 304; a `date` field; `connection: close` when the
 //!    request asked for it. Head and body go out in one vectored write when
 //!    the body is ready; stream chunks are gathered while they keep coming.
-//!    A body that fails, or ends short of (or runs past) its
-//!    `Content-Length`, closes the connection without completing the message.
+//!    A body that fails, or ends short of its `Content-Length`, closes the
+//!    connection without completing the message; bytes past the length are
+//!    cut off (never sent, so the framing holds), as hyper does.
 //! 4. The first head that is not plain — and anything this module cannot
 //!    parse — hands the connection to the framer and hyper for the rest of
 //!    its life ([`super::server`]): the bytes read so far are replayed first
@@ -33,7 +34,9 @@
 //!    hyper answers it (a refusal or its 4xx) as if the connection had been
 //!    theirs from the start.
 //! 5. Graceful stop: once the stop flag is set, an idle connection is closed
-//!    after `--drain-window`; a response in flight is finished first.
+//!    after the drain window ([`super::RunOptions::drain_window`]); a
+//!    response in flight is finished first, and a request pipelined behind it
+//!    is started only within the window.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -214,6 +217,11 @@ where
             return Served::Closed;
         }
         clock.idle_since = Instant::now();
+        if clock.drain_at.is_none() && cx.dispatch.stopping() {
+            // Stopped while the response was in flight (its head went out
+            // before): the drain window starts now, as hyper's would.
+            clock.drain_at = Some(clock.idle_since + clock.drain_window);
+        }
         if clock.drain_at.is_some_and(|at| clock.idle_since >= at) {
             let _ = io.shutdown().await;
             return Served::Closed;
@@ -523,8 +531,9 @@ async fn respond<S: AsyncWrite + Unpin>(
         return Ok(!close);
     }
     if let (ResponseBody::Full(Some(data)), Framing::Length(n)) = (&body, framing) {
-        // The usual case: head and body in one write.
-        let whole = data.len() as u64 == n;
+        // The usual case: head and body in one write. Bytes past the length
+        // are cut off; a body short of it leaves the message incomplete.
+        let whole = data.len() as u64 >= n;
         let data = &data[..data.len().min(n as usize)];
         write_all(io, &mut [out, data]).await?;
         return Ok(whole && !close);
@@ -549,17 +558,13 @@ async fn send_body<S: AsyncWrite + Unpin>(
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     let mut lines: Vec<u8> = Vec::new();
     loop {
-        let step = poll_fn(|cx| gather(body, cx, &mut batch, head.is_some())).await;
-        // Fit the batch to the declared length: bytes past it are cut off,
-        // and the message is then over (the connection closes).
-        let mut overrun = false;
+        let step = poll_fn(|cx| gather(body, cx, &mut batch, head.is_some(), remaining)).await;
+        // Fit the batch to the declared length: bytes past it are cut off
+        // (never sent, so the framing holds, as in hyper).
         if let Some(left) = remaining.as_mut() {
             for chunk in &mut batch {
                 let take = (chunk.len() as u64).min(*left);
-                if take < chunk.len() as u64 {
-                    chunk.truncate(take as usize);
-                    overrun = true;
-                }
+                chunk.truncate(take as usize);
                 *left -= take;
             }
         }
@@ -595,16 +600,15 @@ async fn send_body<S: AsyncWrite + Unpin>(
             write_all(io, &mut slices).await?;
         }
         batch.clear();
-        if overrun || step == Step::Failed {
-            return Ok(false);
-        }
-        if step == Step::End {
-            return Ok(remaining.unwrap_or(0) == 0);
-        }
         if remaining == Some(0) {
-            // Complete: whatever the application still sends is cut off,
-            // and the connection closes rather than frame it as a request.
-            return Ok(false);
+            // Complete: the rest of the body is not asked for (hyper drops it
+            // too), and the connection can carry the next request.
+            return Ok(true);
+        }
+        match step {
+            Step::Failed => return Ok(false),
+            Step::End => return Ok(remaining.is_none()),
+            Step::More => {}
         }
     }
 }
@@ -619,17 +623,23 @@ enum Step {
     Failed,
 }
 
-/// Gather the chunks that are ready, up to [`BATCH`]; pending only when none
+/// Gather the chunks that are ready, up to [`BATCH`] or until they cover
+/// `remaining` bytes (the rest of a declared length); pending only when none
 /// is and no head waits to be written.
 fn gather(
     body: &mut ResponseBody,
     cx: &mut Context<'_>,
     batch: &mut Vec<Bytes>,
     head_waiting: bool,
+    remaining: Option<u64>,
 ) -> Poll<Step> {
-    while batch.len() < BATCH {
+    let mut gathered = 0u64;
+    while batch.len() < BATCH && remaining.map_or(true, |left| gathered < left) {
         match body.poll_chunk(cx) {
-            Poll::Ready(Some(Ok(data))) => batch.push(data),
+            Poll::Ready(Some(Ok(data))) => {
+                gathered += data.len() as u64;
+                batch.push(data);
+            }
             Poll::Ready(Some(Err(_))) => return Poll::Ready(Step::Failed),
             Poll::Ready(None) => return Poll::Ready(Step::End),
             Poll::Pending => break,

@@ -57,6 +57,15 @@ fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
             *response.body_mut() = stream(&[b"ab"], false);
         }
         "/fail" => *response.body_mut() = stream(&[b"ab"], true),
+        "/slow" => {
+            let (tx, body) = ResponseBody::channel(job.abort.clone());
+            std::thread::spawn(move || {
+                let _ = tx.blocking_send(Ok(Bytes::from_static(b"ab")));
+                std::thread::sleep(Duration::from_millis(800));
+                let _ = tx.blocking_send(Ok(Bytes::from_static(b"cd")));
+            });
+            *response.body_mut() = body;
+        }
         "/reason" => {
             *response.status_mut() = ::http::StatusCode::from_u16(299).unwrap();
             let reason = hyper::ext::ReasonPhrase::try_from(&b"Fine Thing"[..]).unwrap();
@@ -159,6 +168,7 @@ fn responses_match_hypers_byte_for_byte() {
         ("GET", "/stream"),
         ("HEAD", "/stream"),
         ("GET", "/stream-length"),
+        ("GET", "/overrun"),
         ("GET", "/reason"),
         ("GET", "/no-content"),
         ("GET", "/not-modified"),
@@ -232,18 +242,27 @@ fn a_failed_stream_ends_the_connection_without_a_last_chunk() {
 }
 
 #[test]
-fn a_body_longer_or_shorter_than_its_content_length_closes_the_connection() {
+fn a_body_longer_than_its_content_length_is_cut_and_the_connection_kept() {
+    // As hyper does: the bytes past the length are never sent, so the
+    // framing holds and the next request is answered.
     let (port, _stop) = start(RunOptions::default());
-    let next = "GET /full HTTP/1.1\r\nHost: a\r\n\r\n";
     let reply = exchange(
         port,
-        format!("GET /overrun HTTP/1.1\r\nHost: a\r\n\r\n{next}").as_bytes(),
+        b"GET /overrun HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
-    assert!(reply.ends_with("\r\n\r\nabc"), "{reply:?}");
-    assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{reply}");
+    let (first, second) = reply
+        .split_once("HTTP/1.1 200 OK\r\ncontent-type")
+        .expect(&reply);
+    assert!(first.ends_with("\r\n\r\nabc"), "{reply:?}");
+    assert!(second.ends_with("\r\n\r\nhello"), "{reply:?}");
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_closes_the_connection() {
+    let (port, _stop) = start(RunOptions::default());
     let reply = exchange(
         port,
-        format!("GET /short HTTP/1.1\r\nHost: a\r\n\r\n{next}").as_bytes(),
+        b"GET /short HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n",
     );
     assert!(reply.ends_with("\r\n\r\nab"), "{reply:?}");
     assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{reply}");
@@ -341,4 +360,28 @@ fn the_stop_flag_closes_an_idle_connection() {
     let n = stream.read(&mut reply).unwrap();
     assert_eq!(n, 0, "closed, not answered");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_stop_during_a_response_closes_the_connection_after_it() {
+    // As hyper's graceful shutdown: the response in flight is finished, and
+    // a request pipelined behind it is not started.
+    let (port, stop) = start(RunOptions::default());
+    let mut stream = connect(port);
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1024];
+    let n = stream.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200 OK"));
+    stop.send_replace(true);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first[..n]),
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(all.ends_with("2\r\ncd\r\n0\r\n\r\n"), "{all:?}");
+    assert_eq!(all.matches("HTTP/1.1").count(), 1, "{all}");
 }
