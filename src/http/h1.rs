@@ -197,19 +197,24 @@ where
             all.extend_from_slice(&buf);
             return handoff(io, all, clock.drain_at);
         };
-        let response = match cx.dispatch.check(&parts, Some(head.body as u64)) {
-            Err(refused) => Reply::from(*refused),
-            Ok(()) => match read_body(&mut io, &mut buf, head.body, cx.timeouts.body).await {
-                Ok(body) => {
-                    let body = RequestBody::Buffered(body);
-                    cx.dispatch
-                        .submit(cx.origin, Box::new(parts), body, received)
-                        .await
-                }
-                Err(refused) => refused.into(),
-            },
+        // The request, start to end; a stop meanwhile starts the drain window
+        // (the connection closes after this response once it has passed).
+        let exchange = async {
+            let reply = match cx.dispatch.check(&parts, Some(head.body as u64)) {
+                Err(refused) => Reply::from(*refused),
+                Ok(()) => match read_body(&mut io, &mut buf, head.body, cx.timeouts.body).await {
+                    Ok(body) => {
+                        let body = RequestBody::Buffered(body);
+                        cx.dispatch
+                            .submit(cx.origin, Box::new(parts), body, received)
+                            .await
+                    }
+                    Err(refused) => refused.into(),
+                },
+            };
+            respond(&mut io, reply, head.head_method, head.close, &mut out).await
         };
-        let keep = respond(&mut io, response, head.head_method, head.close, &mut out).await;
+        let keep = watching(exchange, stop_signal.as_mut(), &mut clock).await;
         if !matches!(keep, Ok(true)) {
             if keep.is_ok() {
                 let _ = io.shutdown().await;
@@ -217,16 +222,31 @@ where
             return Served::Closed;
         }
         clock.idle_since = Instant::now();
-        if clock.drain_at.is_none() && cx.dispatch.stopping() {
-            // Stopped while the response was in flight (its head went out
-            // before): the drain window starts now, as hyper's would.
-            clock.drain_at = Some(clock.idle_since + clock.drain_window);
-        }
         if clock.drain_at.is_some_and(|at| clock.idle_since >= at) {
             let _ = io.shutdown().await;
             return Served::Closed;
         }
     }
+}
+
+/// Run `exchange`; should the stop flag turn while it runs, start the drain
+/// window then (as hyper's connection task does), not when it is over.
+async fn watching<F: Future>(
+    exchange: F,
+    mut stop_signal: Pin<&mut impl Future<Output = ()>>,
+    clock: &mut Clock,
+) -> F::Output {
+    let mut exchange = std::pin::pin!(exchange);
+    poll_fn(|cx| {
+        if let Poll::Ready(done) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        if clock.drain_at.is_none() && stop_signal.as_mut().poll(cx).is_ready() {
+            clock.drain_at = Some(Instant::now() + clock.drain_window);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Longer than any wait (a year): a timer that is not meant to fire.
@@ -344,12 +364,13 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Read a `Content-Length` body of `len` bytes whole, within `timeout`.
+/// Read a `Content-Length` body of `len` bytes whole, each piece within
+/// `timeout` of the one before (`--body-timeout`).
 ///
 /// # Errors
 ///
-/// The response to send instead: 408 when it is late, 400 when the client
-/// ends it early (as [`super::dispatch`]'s `read_whole`).
+/// The response to send instead: 408 when a piece is late, 400 when the
+/// client ends the body early (as [`super::dispatch`]'s `read_whole`).
 async fn read_body<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
@@ -357,10 +378,9 @@ async fn read_body<S: AsyncRead + Unpin>(
     timeout: Duration,
 ) -> Result<Bytes, Response<ResponseBody>> {
     if buf.len() < len {
-        let deadline = Instant::now() + timeout;
         buf.reserve(len - buf.len());
         while buf.len() < len {
-            match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+            match tokio::time::timeout(timeout, io.read_buf(buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => {
                     return Err(error_response(

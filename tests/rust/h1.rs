@@ -385,3 +385,84 @@ fn a_stop_during_a_response_closes_the_connection_after_it() {
     assert!(all.ends_with("2\r\ncd\r\n0\r\n\r\n"), "{all:?}");
     assert_eq!(all.matches("HTTP/1.1").count(), 1, "{all}");
 }
+
+#[test]
+fn the_drain_window_runs_from_the_stop_not_from_the_end_of_the_response() {
+    // Stop 0.1 s into a 0.8 s response with a 0.5 s drain window: the window
+    // is over when the response ends, so the request behind it is not
+    // started (hyper's connection task times it the same way).
+    let options = RunOptions {
+        drain_window: Duration::from_millis(500),
+        ..RunOptions::default()
+    };
+    let (port, stop) = start(options);
+    let mut stream = connect(port);
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1024];
+    let n = stream.read(&mut first).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.send_replace(true);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first[..n]),
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(all.ends_with("2\r\ncd\r\n0\r\n\r\n"), "{all:?}");
+    assert_eq!(all.matches("HTTP/1.1").count(), 1, "{all}");
+}
+
+#[test]
+fn a_head_that_starts_behind_a_slow_body_gets_its_own_header_timeout() {
+    // The body takes longer than --header-timeout; the next head, which
+    // arrives with its last byte, is timed from then.
+    let options = RunOptions {
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(10),
+        ..RunOptions::default()
+    };
+    let (port, _stop) = start(options);
+    let mut stream = connect(port);
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na")
+        .unwrap();
+    for piece in [&b"b"[..], b"cGET /full HTTP/1.1\r\n"] {
+        std::thread::sleep(Duration::from_millis(700));
+        stream.write_all(piece).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stream
+        .write_all(b"Host: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert_eq!(reply.matches("HTTP/1.1 200 OK").count(), 2, "{reply}");
+    assert!(reply.ends_with("hello"), "{reply}");
+}
+
+#[test]
+fn the_body_timeout_bounds_each_piece_not_the_whole_body() {
+    // --body-timeout is the longest wait for the next piece of a body.
+    let options = RunOptions {
+        body_timeout: Duration::from_millis(700),
+        ..RunOptions::default()
+    };
+    let (port, _stop) = start(options);
+    let mut stream = connect(port);
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\na",
+        )
+        .unwrap();
+    for piece in [b"b", b"c", b"d"] {
+        std::thread::sleep(Duration::from_millis(400));
+        stream.write_all(piece).unwrap();
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nabcd"), "{reply}");
+}
