@@ -619,6 +619,9 @@ pub struct Framed<S> {
     /// left where they were read), from `pos` on.
     ready: Vec<u8>,
     pos: usize,
+    /// Bytes read from `inner` before the framer was put in front of it
+    /// ([`Framed::with_unread`]): they are judged first, as if read now.
+    unread: bytes::BytesMut,
     reply: Option<(Vec<u8>, usize)>,
     eof: bool,
     timeouts: Timeouts,
@@ -649,6 +652,7 @@ impl<S> Framed<S> {
             framer: Framer::new(field_size),
             ready: Vec::new(),
             pos: 0,
+            unread: bytes::BytesMut::new(),
             reply: None,
             eof: false,
             timeouts,
@@ -656,6 +660,14 @@ impl<S> Framed<S> {
             armed: None,
             timer: Box::pin(tokio::time::sleep_until(now + timeouts.header)),
         }
+    }
+
+    /// Judge `unread` first: bytes already read from `inner` (by
+    /// [`super::h1`], which hands a connection over at the start of a head).
+    #[must_use]
+    pub fn with_unread(mut self, unread: bytes::BytesMut) -> Framed<S> {
+        self.unread = unread;
+        self
     }
 
     /// While the socket has nothing to read: arm the timer for the wait the
@@ -742,7 +754,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
                 return Poll::Ready(Ok(())); // end of input for hyper
             }
             let start = buf.filled().len();
-            if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+            if !this.unread.is_empty() {
+                let n = this.unread.len().min(buf.remaining());
+                buf.put_slice(&this.unread.split_to(n));
+            } else if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
                 this.watch(cx);
                 if this.eof || this.reply.is_some() {
                     continue;

@@ -29,10 +29,10 @@
 //!    cut off (never sent, so the framing holds), as hyper does.
 //! 4. The first head that is not plain — and anything this module cannot
 //!    parse — hands the connection to the framer and hyper for the rest of
-//!    its life ([`super::server`]): the bytes read so far are replayed first
-//!    ([`Rewind`]), from the start of that head, so the framer judges it and
-//!    hyper answers it (a refusal or its 4xx) as if the connection had been
-//!    theirs from the start.
+//!    its life ([`super::server`]): the bytes read so far, from the start of
+//!    that head, are the framer's to judge first
+//!    ([`super::framer::Framed::with_unread`]), so hyper answers it (or the
+//!    framer refuses it) as if the connection had been theirs from the start.
 //! 5. Graceful stop: once the stop flag is set, an idle connection is closed
 //!    after the drain window ([`super::RunOptions::drain_window`]); a
 //!    response in flight is finished first, and a request pipelined behind it
@@ -49,7 +49,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -70,10 +70,12 @@ const BATCH: usize = 16;
 pub(super) enum Served<S> {
     /// It is closed (or its client is gone).
     Closed,
-    /// hyper serves the rest: `io` replays what was read; `drain_at` is when
-    /// an idle connection must close, if the stop flag is already set.
+    /// hyper serves the rest: `unread` holds what was read of it (from the
+    /// start of a head); `drain_at` is when an idle connection must close, if
+    /// the stop flag is already set.
     Handoff {
-        io: Rewind<S>,
+        io: S,
+        unread: BytesMut,
         drain_at: Option<Instant>,
     },
 }
@@ -268,9 +270,10 @@ struct Clock {
     drain_window: Duration,
 }
 
-fn handoff<S>(io: S, prefix: BytesMut, drain_at: Option<Instant>) -> Served<S> {
+fn handoff<S>(io: S, unread: BytesMut, drain_at: Option<Instant>) -> Served<S> {
     Served::Handoff {
-        io: Rewind { prefix, inner: io },
+        io,
+        unread,
         drain_at,
     }
 }
@@ -858,57 +861,4 @@ fn push_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&cached.1);
     });
-}
-
-/// A connection handed to hyper: the bytes already read come first.
-#[derive(Debug)]
-pub struct Rewind<S> {
-    prefix: BytesMut,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

@@ -276,11 +276,16 @@ where
             timeouts,
             drain_window,
         };
-        let (stream, drain_at) = match super::h1::serve(stream, conn, &mut stop).await {
+        let (stream, unread, drain_at) = match super::h1::serve(stream, conn, &mut stop).await {
             super::h1::Served::Closed => return,
-            super::h1::Served::Handoff { io, drain_at } => (io, drain_at),
+            super::h1::Served::Handoff {
+                io,
+                unread,
+                drain_at,
+            } => (io, unread, drain_at),
         };
-        let stream = super::framer::Framed::new(stream, limits.field_size, timeouts);
+        let stream =
+            super::framer::Framed::new(stream, limits.field_size, timeouts).with_unread(unread);
         let service = service_fn(move |req| {
             let dispatch = dispatch.clone();
             let origin = origin.clone();

@@ -97,3 +97,38 @@ async fn empty_lines_between_requests_do_not_keep_a_connection_alive() {
     drop(framed);
     writer.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn bytes_read_before_the_framer_are_judged_first() {
+    // A connection handed over by ferrule's own exchange: what it read (here
+    // a whole request and half a head) comes before the socket's bytes.
+    let (mut client, server) = tokio::io::duplex(4096);
+    let unread = bytes::BytesMut::from(&b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTT"[..]);
+    let mut framed = Framed::new(server, 8190, TIMEOUTS).with_unread(unread);
+    client.write_all(b"P/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let read = read_to_end(&mut framed).await;
+    assert_eq!(
+        read,
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_head_among_the_unread_bytes_is_answered_at_shutdown() {
+    let (mut client, server) = tokio::io::duplex(4096);
+    let smuggled =
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let unread = bytes::BytesMut::from(&smuggled[..]);
+    let mut framed = Framed::new(server, 8190, TIMEOUTS).with_unread(unread);
+    assert_eq!(read_to_end(&mut framed).await, b"");
+    framed.shutdown().await.unwrap();
+    drop(framed);
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{reply}");
+    assert!(
+        reply.contains("Transfer-Encoding and Content-Length"),
+        "{reply}"
+    );
+}

@@ -5,12 +5,13 @@
 //! body (`Transfer-Encoding` makes a head not plain).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use _ferrule::http::{self, ResponseBody, RunOptions};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+
+use crate::support::connect;
 
 /// The stand-in application: the path picks the response.
 fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
@@ -118,14 +119,6 @@ fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
 
 fn start(options: RunOptions) -> (u16, tokio::sync::watch::Sender<bool>) {
     crate::support::serve_with(options, answer_lines)
-}
-
-fn connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 /// Send `request`, then read until the server closes the connection.
@@ -362,11 +355,10 @@ fn the_stop_flag_closes_an_idle_connection() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-#[test]
-fn a_stop_during_a_response_closes_the_connection_after_it() {
-    // As hyper's graceful shutdown: the response in flight is finished, and
-    // a request pipelined behind it is not started.
-    let (port, stop) = start(RunOptions::default());
+/// Send `/slow` (0.8 s) with a request pipelined behind it, set the stop
+/// flag `after` its head arrived, and read to the end.
+fn stop_during_a_slow_response(options: RunOptions, after: Duration) -> String {
+    let (port, stop) = start(options);
     let mut stream = connect(port);
     stream
         .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -374,14 +366,18 @@ fn a_stop_during_a_response_closes_the_connection_after_it() {
     let mut first = [0u8; 1024];
     let n = stream.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200 OK"));
+    std::thread::sleep(after);
     stop.send_replace(true);
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&first[..n]),
-        String::from_utf8_lossy(&rest)
-    );
+    let mut all = first[..n].to_vec();
+    let _ = stream.read_to_end(&mut all);
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[test]
+fn a_stop_during_a_response_closes_the_connection_after_it() {
+    // As hyper's graceful shutdown: the response in flight is finished, and
+    // a request pipelined behind it is not started.
+    let all = stop_during_a_slow_response(RunOptions::default(), Duration::ZERO);
     assert!(all.ends_with("2\r\ncd\r\n0\r\n\r\n"), "{all:?}");
     assert_eq!(all.matches("HTTP/1.1").count(), 1, "{all}");
 }
@@ -395,22 +391,7 @@ fn the_drain_window_runs_from_the_stop_not_from_the_end_of_the_response() {
         drain_window: Duration::from_millis(500),
         ..RunOptions::default()
     };
-    let (port, stop) = start(options);
-    let mut stream = connect(port);
-    stream
-        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 1024];
-    let n = stream.read(&mut first).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    stop.send_replace(true);
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&first[..n]),
-        String::from_utf8_lossy(&rest)
-    );
+    let all = stop_during_a_slow_response(options, Duration::from_millis(100));
     assert!(all.ends_with("2\r\ncd\r\n0\r\n\r\n"), "{all:?}");
     assert_eq!(all.matches("HTTP/1.1").count(), 1, "{all}");
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use _ferrule::http::{FileBody, Job, ResponseBody};
 use bytes::Bytes;
 
+use crate::support::connect;
+
 /// 3 MiB + 7 of bytes that differ from their neighbours.
 fn data() -> Vec<u8> {
     (0..3 * 1024 * 1024 + 7u32)
@@ -83,14 +85,6 @@ fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>,
     }
     let body = buf.drain(..length).collect();
     (head, body, true)
-}
-
-fn connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 #[test]

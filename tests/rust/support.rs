@@ -48,3 +48,12 @@ where
     });
     (port, stop_tx)
 }
+
+/// A client connection to the server on `port`, whose reads give up after 20 s.
+pub fn connect(port: u16) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
