@@ -277,15 +277,22 @@ async fn read_whole(
     }
     match tokio::time::timeout(timeout, body.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "The request body is malformed or incomplete.",
-        )),
-        Err(_) => Err(error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "The request body did not arrive in time.",
-        )),
+        Ok(Err(_)) => Err(failure_response(StatusCode::BAD_REQUEST)),
+        Err(_) => Err(failure_response(StatusCode::REQUEST_TIMEOUT)),
     }
+}
+
+/// The [`error_response`] for a request that failed with `status`: 400 (its
+/// body is malformed or ended early), 408 (its body is late), 413 (its body
+/// is too large), anything else as a 500's message.
+pub fn failure_response(status: StatusCode) -> Response<ResponseBody> {
+    let message = match status {
+        StatusCode::BAD_REQUEST => "The request body is malformed or incomplete.",
+        StatusCode::REQUEST_TIMEOUT => "The request body did not arrive in time.",
+        StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+        _ => "Internal Server Error",
+    };
+    error_response(status, message)
 }
 
 /// A short `text/plain` response that closes the connection.

@@ -67,10 +67,23 @@ const HELD_KEPT: usize = 16 * 1024;
 /// A refused head: the status and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// 400 or 431.
+    /// 400, 408 or 431.
     pub status: StatusCode,
     /// Why, for the response body.
     pub reason: String,
+}
+
+impl Refusal {
+    /// The 408 for a head not whole within `header` (`--header-timeout`).
+    pub fn late_head(header: Duration) -> Refusal {
+        Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            reason: format!(
+                "the request head did not arrive within {} s (--header-timeout)",
+                header.as_secs_f64()
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -696,13 +709,7 @@ impl<S> Framed<S> {
         if self.timer.as_mut().poll(cx).is_ready() {
             if started {
                 self.reply = Some((
-                    refusal_response(&Refusal {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        reason: format!(
-                            "the request head did not arrive within {} s (--header-timeout)",
-                            self.timeouts.header.as_secs_f64()
-                        ),
-                    }),
+                    refusal_response(&Refusal::late_head(self.timeouts.header)),
                     0,
                 ));
             } else {

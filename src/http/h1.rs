@@ -53,7 +53,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::dispatch::{error_response, INLINE_BODY_MAX};
+use super::dispatch::{failure_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
 use super::{Dispatch, FieldLines, Limits, Origin, Reply, RequestBody, ResponseBody};
 
@@ -174,13 +174,7 @@ where
                     return Served::Closed;
                 }
                 Ok(Wait::Late) => {
-                    let refusal = super::framer::Refusal {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        reason: format!(
-                            "the request head did not arrive within {} s (--header-timeout)",
-                            cx.timeouts.header.as_secs_f64()
-                        ),
-                    };
+                    let refusal = super::framer::Refusal::late_head(cx.timeouts.header);
                     let reply = super::framer::refusal_response(&refusal);
                     if write_all(&mut io, &mut [&reply]).await.is_ok() {
                         let _ = io.shutdown().await;
@@ -244,7 +238,7 @@ async fn watching<F: Future>(
             return Poll::Ready(done);
         }
         if clock.drain_at.is_none() && stop_signal.as_mut().poll(cx).is_ready() {
-            clock.drain_at = Some(Instant::now() + clock.drain_window);
+            clock.start_drain();
         }
         Poll::Pending
     })
@@ -268,6 +262,14 @@ struct Clock {
     /// When an idle connection closes, once the stop flag is set.
     drain_at: Option<Instant>,
     drain_window: Duration,
+}
+
+impl Clock {
+    /// The stop flag turned: idle from now on, the connection may wait out
+    /// the drain window.
+    fn start_drain(&mut self) {
+        self.drain_at = Some(Instant::now() + self.drain_window);
+    }
 }
 
 fn handoff<S>(io: S, unread: BytesMut, drain_at: Option<Instant>) -> Served<S> {
@@ -335,9 +337,7 @@ async fn read_more<S: AsyncRead + Unpin>(
                 }
                 return Ok(Wait::Read);
             }
-            () = stop_signal.as_mut(), if clock.drain_at.is_none() => {
-                clock.drain_at = Some(Instant::now() + clock.drain_window);
-            }
+            () = stop_signal.as_mut(), if clock.drain_at.is_none() => clock.start_drain(),
             () = timer.as_mut() => {
                 if Instant::now() >= deadline {
                     return Ok(if idle { Wait::Idle } else { Wait::Late });
@@ -385,18 +385,8 @@ async fn read_body<S: AsyncRead + Unpin>(
         while buf.len() < len {
             match tokio::time::timeout(timeout, io.read_buf(buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => {
-                    return Err(error_response(
-                        StatusCode::BAD_REQUEST,
-                        "The request body is malformed or incomplete.",
-                    ))
-                }
-                Err(_) => {
-                    return Err(error_response(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "The request body did not arrive in time.",
-                    ))
-                }
+                Ok(_) => return Err(failure_response(StatusCode::BAD_REQUEST)),
+                Err(_) => return Err(failure_response(StatusCode::REQUEST_TIMEOUT)),
             }
         }
     }

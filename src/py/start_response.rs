@@ -36,7 +36,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
 use super::errors;
-use crate::http::dispatch::error_response;
+use crate::http::dispatch::failure_response;
 use crate::http::{BodyError, FileBody, Reply, ReplySender, ResponseBody, SendfileQueue};
 use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
@@ -474,13 +474,7 @@ impl StartResponse {
             self.end_stream();
         } else if let Some(reply) = self.reply.take() {
             self.sent = true;
-            let message = match status {
-                StatusCode::BAD_REQUEST => "The request body is malformed or incomplete.",
-                StatusCode::REQUEST_TIMEOUT => "The request body did not arrive in time.",
-                StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
-                _ => "Internal Server Error",
-            };
-            let response = error_response(status, message);
+            let response = failure_response(status);
             if self.keep_head {
                 self.sent_head = Some((status.as_u16(), response.headers().clone()));
             }
