@@ -64,7 +64,14 @@ pub struct Job {
     pub sendfile: Option<Arc<SendfileQueue>>,
     /// When the request head was received (access log request time).
     pub received: std::time::Instant,
+    /// What the application side keeps for the connection ([`Origin::kept`]).
+    pub kept: Arc<ConnectionKept>,
 }
+
+/// What the application side keeps between the requests of one connection,
+/// set by its first request and dropped with the connection: the Python side
+/// keeps the connection's part of the environ (`REMOTE_ADDR`, `REMOTE_PORT`).
+pub type ConnectionKept = std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>;
 
 /// What the requests of one connection share, for their [`Job`]s.
 #[derive(Debug, Clone)]
@@ -79,6 +86,8 @@ pub struct Origin {
     pub sendfile: Option<Arc<SendfileQueue>>,
     /// Where the replies to the connection's requests arrive.
     pub replies: Arc<ReplySlot>,
+    /// What the application side keeps for the connection ([`Job::kept`]).
+    pub kept: Arc<ConnectionKept>,
 }
 
 /// Shared state of the service: the job queue and the request budget.
@@ -241,6 +250,7 @@ impl Dispatch {
             abort: origin.abort.clone(),
             sendfile: origin.sendfile.clone(),
             received,
+            kept: origin.kept.clone(),
         };
         match (&self.inline, &job.body) {
             (Some((handler, _)), RequestBody::Buffered(_)) => handler(job),

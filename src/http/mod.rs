@@ -24,7 +24,7 @@ pub mod server;
 pub mod tls;
 
 pub use body::{BodyError, ResponseBody};
-pub use dispatch::{Dispatch, InlineHandler, Job, Origin, RequestBody};
+pub use dispatch::{ConnectionKept, Dispatch, InlineHandler, Job, Origin, RequestBody};
 pub use limits::Limits;
 pub use reply::{FieldLines, Reply, ReplyReceiver, ReplySender, ReplySlot};
 pub use sendfile::{FileBody, SendfileQueue};

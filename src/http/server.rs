@@ -261,6 +261,7 @@ where
             abort: abort.clone(),
             sendfile,
             replies: Arc::default(),
+            kept: Arc::default(),
         };
         let timeouts = super::framer::Timeouts {
             keep_alive,

@@ -19,7 +19,7 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::config::forwarded::{forwarded_client, TrustedProxies};
-use crate::http::Peer;
+use crate::http::{ConnectionKept, Peer};
 use crate::wsgi::environ::{ipv4_text, port_text, FieldKey, RequestVars, COMMON_FIELDS};
 
 /// What the template of one listener is built from.
@@ -43,7 +43,8 @@ pub(crate) struct ListenerInfo {
 /// to 64 slots, room for 42 entries.
 ///
 /// `PyDict_Copy` of a template clones its table, size and all, so the room
-/// the template's dozen keys leave is what a request's own keys fill without
+/// the template's dozen keys (and a connection's two, [`connection_template`])
+/// leave is what a request's own keys fill without
 /// the dict growing (a resize, and the old table freed, per request). A table
 /// sized for the template alone had room for 9 more: a bare request's 8 fit,
 /// a browser's 15 to 20 did not.
@@ -86,7 +87,9 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
     }
 }
 
-/// The environ of the request `parts` from `peer`: a copy of `template` plus the per-request keys.
+/// The environ of the request `parts` from `peer`: a copy of the
+/// connection's template (see [`connection_template`]) plus the request's
+/// own keys.
 ///
 /// `wsgi.input` is set by the caller, which owns the request body.
 pub(crate) fn build<'py>(
@@ -94,10 +97,11 @@ pub(crate) fn build<'py>(
     template: &Bound<'py, PyDict>,
     parts: &http::request::Parts,
     peer: Peer,
+    kept: &ConnectionKept,
     info: &ListenerInfo,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (root_path, trusted) = (&info.root_path, &info.trusted);
-    let env = template.copy()?;
+    let env = connection_template(py, template, peer, kept)?.copy()?;
     let vars = RequestVars::new(parts, root_path);
     env.set_item(
         intern!(py, "REQUEST_METHOD"),
@@ -117,14 +121,6 @@ pub(crate) fn build<'py>(
     }
     if let Some(value) = vars.content_length {
         env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
-    }
-    match peer {
-        Peer::Tcp(addr) => {
-            env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr(py, addr.ip())?)?;
-            env.set_item(intern!(py, "REMOTE_PORT"), remote_port(py, addr.port())?)?;
-        }
-        // As gunicorn: a Unix-socket peer has no address and no port.
-        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
     }
     if !trusted.is_empty() && trusted.trusts(peer.ip()) {
         apply_forwarded(py, &env, parts)?;
@@ -189,31 +185,36 @@ fn common_key<'a>(py: Python<'a>, index: usize) -> &'a Bound<'a, PyString> {
     keys[index].bind(py)
 }
 
-/// `REMOTE_ADDR` for `ip`, from a one-entry cache of the last peer's.
-///
-/// Most requests come from the address the last one came from (one proxy, or
-/// a client's keep-alive connections), so its `str` is kept and shared rather
-/// than formatted again; the GIL guards the cache.
-fn remote_addr(py: Python<'_>, ip: IpAddr) -> PyResult<Bound<'_, PyString>> {
-    /// The last peer address and its `str`.
-    type Entry = Option<(IpAddr, Py<PyString>)>;
-    static LAST: GILProtected<RefCell<Entry>> = GILProtected::new(RefCell::new(None));
-    kept_str(py, &mut LAST.get(py).borrow_mut(), &ip, || match ip {
-        IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15])),
-        IpAddr::V6(v6) => Ok(PyString::new(py, &v6.to_string())),
-    })
-}
-
-/// `REMOTE_PORT` for `port`, from a cache of recent ports' `str`s: the
-/// requests of one keep-alive connection all come from its port.
-fn remote_port(py: Python<'_>, port: u16) -> PyResult<Bound<'_, PyString>> {
-    /// Direct-mapped by port; a power of two.
-    const SLOTS: usize = 64;
-    type Slot = Option<(u16, Py<PyString>)>;
-    static RECENT: GILProtected<RefCell<[Slot; SLOTS]>> =
-        GILProtected::new(RefCell::new([const { None }; SLOTS]));
-    let slot = &mut RECENT.get(py).borrow_mut()[usize::from(port) % SLOTS];
-    kept_str(py, slot, &port, || latin1(py, port_text(port, &mut [0; 5])))
+/// The keys every request of one connection shares: the listener's
+/// `template` plus the client's `REMOTE_ADDR` and `REMOTE_PORT` (only an
+/// empty `REMOTE_ADDR` for a Unix-socket peer, as gunicorn). The connection's
+/// first request makes it and keeps it in `kept`; the others copy it as it is.
+fn connection_template<'py>(
+    py: Python<'py>,
+    template: &Bound<'py, PyDict>,
+    peer: Peer,
+    kept: &ConnectionKept,
+) -> PyResult<Bound<'py, PyDict>> {
+    if let Some(made) = kept.get().and_then(|k| k.downcast_ref::<Py<PyDict>>()) {
+        return Ok(made.bind(py).clone());
+    }
+    let env = template.copy()?;
+    match peer {
+        Peer::Tcp(addr) => {
+            let ip = match addr.ip() {
+                IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15]))?,
+                IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
+            };
+            env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+            let port = latin1(py, port_text(addr.port(), &mut [0; 5]))?;
+            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+        }
+        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+    }
+    // Set once: a second request of the connection cannot race the first
+    // (they run one after the other), and a failed set only costs a copy.
+    let _ = kept.set(Box::new(env.clone().unbind()));
+    Ok(env)
 }
 
 /// Whether [`common_value`] keeps the value of `COMMON_FIELDS[i]`: fields a
@@ -328,41 +329,92 @@ fn intern_method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
 mod tests {
     use super::*;
 
+    fn listener(trusted: &str) -> ListenerInfo {
+        ListenerInfo {
+            server_name: "127.0.0.1".into(),
+            server_port: "8000".into(),
+            root_path: String::new(),
+            url_scheme: "http",
+            multithread: false,
+            trusted: Arc::new(TrustedProxies::parse(trusted).unwrap()),
+        }
+    }
+
+    fn request(fields: &[(&str, &str)]) -> http::request::Parts {
+        let mut builder = http::Request::builder().uri("/p?q=1");
+        for (name, value) in fields {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn text(env: &Bound<'_, PyDict>, key: &str) -> Option<String> {
+        env.get_item(key).unwrap().map(|v| v.extract().unwrap())
+    }
+
     #[test]
-    fn remote_addr_is_the_peer_text_kept_for_the_next_request() {
+    fn a_connection_makes_its_remote_keys_once_and_its_requests_share_them() {
         Python::with_gil(|py| {
-            let v4: IpAddr = "203.0.113.7".parse().unwrap();
-            let first = remote_addr(py, v4).unwrap();
-            assert_eq!(first.to_str().unwrap(), "203.0.113.7");
-            assert!(
-                remote_addr(py, v4).unwrap().is(&first),
-                "shared, not made again"
-            );
-            for (ip, text) in [
-                ("2001:db8::1", "2001:db8::1"),
-                ("::ffff:127.0.0.1", "::ffff:127.0.0.1"),
-                ("10.0.0.255", "10.0.0.255"),
+            let info = listener("");
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            for (peer, addr) in [
+                ("203.0.113.7:40001", "203.0.113.7"),
+                ("[2001:db8::1]:40001", "2001:db8::1"),
+                ("[::ffff:127.0.0.1]:65535", "::ffff:127.0.0.1"),
             ] {
-                let ip: IpAddr = ip.parse().unwrap();
-                assert_eq!(remote_addr(py, ip).unwrap().to_str().unwrap(), text);
+                let peer = Peer::Tcp(peer.parse().unwrap());
+                let kept = ConnectionKept::new();
+                let first = build(py, template, &request(&[]), peer, &kept, &info).unwrap();
+                let second = build(py, template, &request(&[]), peer, &kept, &info).unwrap();
+                assert_eq!(text(&first, "REMOTE_ADDR").as_deref(), Some(addr));
+                let port = peer_port(peer);
+                assert_eq!(text(&first, "REMOTE_PORT"), Some(port.to_string()));
+                assert!(!first.is(&second), "each request has its own dict");
+                for key in ["REMOTE_ADDR", "REMOTE_PORT"] {
+                    let (a, b) = (first.get_item(key).unwrap(), second.get_item(key).unwrap());
+                    assert!(a.unwrap().is(b.unwrap()), "{key} shared, not made again");
+                }
+                // The listener's template is untouched.
+                assert!(template.get_item("REMOTE_ADDR").unwrap().is_none());
             }
-            let again = remote_addr(py, v4).unwrap();
-            assert_eq!(again.to_str().unwrap(), "203.0.113.7");
+            let kept = ConnectionKept::new();
+            let env = build(py, template, &request(&[]), Peer::Unix, &kept, &info).unwrap();
+            assert_eq!(text(&env, "REMOTE_ADDR").as_deref(), Some(""));
+            assert_eq!(text(&env, "REMOTE_PORT"), None);
+        });
+    }
+
+    fn peer_port(peer: Peer) -> u16 {
+        match peer {
+            Peer::Tcp(addr) => addr.port(),
+            Peer::Unix => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_trusted_proxys_client_is_the_requests_alone() {
+        Python::with_gil(|py| {
+            let info = listener("127.0.0.1");
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
+            let kept = ConnectionKept::new();
+            let forwarded = request(&[("x-forwarded-for", "198.51.100.2")]);
+            let env = build(py, template, &forwarded, peer, &kept, &info).unwrap();
+            assert_eq!(text(&env, "REMOTE_ADDR").as_deref(), Some("198.51.100.2"));
+            assert_eq!(text(&env, "REMOTE_PORT").as_deref(), Some("0"));
+            // The next request on the connection comes from the proxy again.
+            let env = build(py, template, &request(&[]), peer, &kept, &info).unwrap();
+            assert_eq!(text(&env, "REMOTE_ADDR").as_deref(), Some("127.0.0.1"));
+            assert_eq!(text(&env, "REMOTE_PORT").as_deref(), Some("5000"));
         });
     }
 
     #[test]
     fn a_copy_of_the_template_has_room_for_a_browser_request() {
         Python::with_gil(|py| {
-            let info = ListenerInfo {
-                server_name: "127.0.0.1".into(),
-                server_port: "8000".into(),
-                root_path: String::new(),
-                url_scheme: "http",
-                multithread: false,
-                trusted: Arc::new(TrustedProxies::default()),
-            };
-            let template = template(py, &info).unwrap();
+            let template = template(py, &listener("")).unwrap();
             let template = template.bind(py);
             assert_eq!(template.len(), 12);
             let env = template.copy().unwrap();
@@ -430,23 +482,6 @@ mod tests {
             let x = common_value(py, host, &long).unwrap();
             let y = common_value(py, host, &long).unwrap();
             assert!(!x.is(&y), "values over the limit are not kept");
-        });
-    }
-
-    #[test]
-    fn remote_port_is_its_digits_and_shared_per_port() {
-        Python::with_gil(|py| {
-            for port in [0u16, 9, 80, 8080, 54321, 65535] {
-                assert_eq!(
-                    remote_port(py, port).unwrap().to_str().unwrap(),
-                    port.to_string()
-                );
-            }
-            let first = remote_port(py, 40000).unwrap();
-            assert!(remote_port(py, 40000).unwrap().is(&first));
-            // 40064 takes the same slot: a different port, a different str.
-            assert_eq!(remote_port(py, 40064).unwrap().to_str().unwrap(), "40064");
-            assert_eq!(remote_port(py, 40000).unwrap().to_str().unwrap(), "40000");
         });
     }
 

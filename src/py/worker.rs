@@ -454,6 +454,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         abort,
         sendfile,
         received,
+        kept,
     } = job;
     let head_request = parts.method == Method::HEAD;
     let start_response = StartResponse::new(reply, abort, sendfile, head_request);
@@ -496,17 +497,24 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
     };
     let info = &context.listeners[listener];
     let mut environ = None;
-    let result = environ::build(py, context.templates[listener].bind(py), &parts, peer, info)
-        .and_then(|env| {
-            let stream = match &input {
-                Some(input) => input.as_any(),
-                None => context.empty_input.bind(py).as_any(),
-            };
-            env.set_item(intern!(py, "wsgi.input"), stream)?;
-            let result = context.app.bind(py).call1((&env, &start_response));
-            environ = Some(env.unbind());
-            result.map(Bound::unbind)
-        });
+    let result = environ::build(
+        py,
+        context.templates[listener].bind(py),
+        &parts,
+        peer,
+        &kept,
+        info,
+    )
+    .and_then(|env| {
+        let stream = match &input {
+            Some(input) => input.as_any(),
+            None => context.empty_input.bind(py).as_any(),
+        };
+        env.set_item(intern!(py, "wsgi.input"), stream)?;
+        let result = context.app.bind(py).call1((&env, &start_response));
+        environ = Some(env.unbind());
+        result.map(Bound::unbind)
+    });
     Some(Call {
         parts,
         peer,
