@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE};
-use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::sync::Arc;
 
 use tokio::sync::{watch, Notify};
 
-use super::{Limits, Peer, Reply, ReplySender, ReplySlot, ResponseBody, SendfileQueue};
+use super::{
+    Limits, Peer, Reply, ReplySender, ReplySlot, RequestHead, ResponseBody, SendfileQueue,
+};
 
 /// A request's message body, as the application side receives it.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ pub const INLINE_BODY_MAX: u64 = 64 * 1024;
 #[derive(Debug)]
 pub struct Job {
     /// Request line and fields.
-    pub parts: Box<http::request::Parts>,
+    pub head: Box<RequestHead>,
     /// The message body.
     pub body: RequestBody,
     /// The client (`REMOTE_ADDR`, `REMOTE_PORT`).
@@ -161,12 +162,13 @@ impl Dispatch {
     ) -> Result<Response<ResponseBody>, Infallible> {
         let received = std::time::Instant::now();
         let (parts, body) = req.into_parts();
+        let head = RequestHead::from_parts(parts);
         let length = hyper::body::Body::size_hint(&body).exact();
-        if let Err(refused) = self.check(&parts, length) {
+        if let Err(refused) = self.check(&head, length) {
             return Ok(*refused);
         }
         let inline = self.inline.as_ref().filter(|_| {
-            !parts.headers.contains_key(http::header::EXPECT)
+            !head.contains("expect")
                 && (hyper::body::Body::is_end_stream(&body)
                     || length.is_some_and(|n| n <= INLINE_BODY_MAX))
         });
@@ -179,7 +181,7 @@ impl Dispatch {
             },
             None => RequestBody::Stream(body),
         };
-        let reply = self.submit(origin, Box::new(parts), body, received).await;
+        let reply = self.submit(origin, Box::new(head), body, received).await;
         Ok(reply.into_response())
     }
 
@@ -198,28 +200,28 @@ impl Dispatch {
     /// the connection).
     pub fn check(
         &self,
-        parts: &Parts,
+        head: &RequestHead,
         length: Option<u64>,
     ) -> Result<(), Box<Response<ResponseBody>>> {
         // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
         // code to any HTTP/1.1 request message that lacks a Host header field and
         // to any request message that contains more than one Host header field".
-        let counts = super::framing::FieldCounts::of(parts);
+        let counts = super::framing::FieldCounts::of(head);
         let hosts = counts.hosts;
-        if hosts > 1 || (hosts == 0 && parts.version == Version::HTTP_11) {
+        if hosts > 1 || (hosts == 0 && head.version == Version::HTTP_11) {
             return Err(Box::new(error_response(
                 StatusCode::BAD_REQUEST,
                 "HTTP/1.1 requests need exactly one Host field (RFC 9112 section 3.2)",
             )));
         }
-        let checked = self.limits.check_head(parts).and_then(|()| match length {
+        let checked = self.limits.check_head(head).and_then(|()| match length {
             Some(length) => self.limits.check_body_length(length),
             None => Ok(()),
         });
         if let Err(refused) = checked {
             return Err(Box::new(error_response(refused.status, &refused.message)));
         }
-        if let Err((status, why)) = super::framing::check_counted(parts, &counts) {
+        if let Err((status, why)) = super::framing::check_counted(head, &counts) {
             return Err(Box::new(error_response(status, &why)));
         }
         Ok(())
@@ -231,7 +233,7 @@ impl Dispatch {
     pub async fn submit(
         &self,
         origin: &Origin,
-        parts: Box<Parts>,
+        head: Box<RequestHead>,
         body: RequestBody,
         received: std::time::Instant,
     ) -> Reply {
@@ -242,7 +244,7 @@ impl Dispatch {
         }
         let (reply, response) = origin.replies.expect();
         let job = Job {
-            parts,
+            head,
             body,
             peer: origin.peer,
             listener: origin.listener,

@@ -16,9 +16,9 @@
 //!   authority-form only for CONNECT.
 //! - RFC 9110 §8.3: `Content-Type` is a singleton field; two are refused.
 
-use http::header::{CONTENT_TYPE, HOST, TRANSFER_ENCODING};
-use http::request::Parts;
 use http::{Method, StatusCode};
+
+use super::RequestHead;
 
 /// Codings a request may carry before its final `chunked` (RFC 9112 §7).
 const KNOWN_CODINGS: [&str; 7] = [
@@ -36,8 +36,8 @@ const KNOWN_CODINGS: [&str; 7] = [
 /// # Errors
 ///
 /// The status to answer (400 or 501) and a one-line reason.
-pub fn check(parts: &Parts) -> Result<(), (StatusCode, String)> {
-    check_counted(parts, &FieldCounts::of(parts))
+pub fn check(head: &RequestHead) -> Result<(), (StatusCode, String)> {
+    check_counted(head, &FieldCounts::of(head))
 }
 
 /// How often the fields the head checks look at occur in a request.
@@ -52,17 +52,20 @@ pub struct FieldCounts {
 }
 
 impl FieldCounts {
-    /// Count them in one pass over the fields (no look-up per name).
-    pub fn of(parts: &Parts) -> FieldCounts {
+    /// Count them in one pass over the fields (no look-up per name; the
+    /// length of a name rules out most names at once).
+    pub fn of(head: &RequestHead) -> FieldCounts {
         let mut counts = FieldCounts::default();
-        for name in parts.headers.iter().map(|(name, _)| name) {
-            if name == HOST {
-                counts.hosts += 1;
-            } else if name == CONTENT_TYPE {
-                counts.content_types += 1;
-            } else if name == TRANSFER_ENCODING {
-                counts.transfer_encodings += 1;
-            }
+        for (name, _) in head.fields() {
+            let count = match name.len() {
+                4 if name.eq_ignore_ascii_case(b"host") => &mut counts.hosts,
+                12 if name.eq_ignore_ascii_case(b"content-type") => &mut counts.content_types,
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                    &mut counts.transfer_encodings
+                }
+                _ => continue,
+            };
+            *count += 1;
         }
         counts
     }
@@ -73,14 +76,18 @@ impl FieldCounts {
 /// # Errors
 ///
 /// As [`check`].
-pub fn check_counted(parts: &Parts, counts: &FieldCounts) -> Result<(), (StatusCode, String)> {
+pub fn check_counted(head: &RequestHead, counts: &FieldCounts) -> Result<(), (StatusCode, String)> {
     let mut chunked = 0;
     let codings = match counts.transfer_encodings {
         0 => None,
-        _ => Some(parts.headers.get_all(TRANSFER_ENCODING)),
+        _ => Some(head.values("transfer-encoding")),
     };
-    for value in codings.iter().flatten() {
-        let Ok(value) = value.to_str() else {
+    for value in codings.into_iter().flatten() {
+        // Visible ASCII and tabs only (what `HeaderValue::to_str` accepts).
+        let ascii = value
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        let Some(value) = std::str::from_utf8(value).ok().filter(|_| ascii) else {
             return Err((
                 StatusCode::BAD_REQUEST,
                 "Transfer-Encoding is not ASCII".into(),
@@ -110,16 +117,16 @@ pub fn check_counted(parts: &Parts, counts: &FieldCounts) -> Result<(), (StatusC
             "chunked applied more than once (RFC 9112 section 6.1)".into(),
         ));
     }
-    let uri = &parts.uri;
+    let uri = &head.uri;
     let asterisk = uri.path() == "*" && uri.authority().is_none();
-    if asterisk && parts.method != Method::OPTIONS {
+    if asterisk && head.method != Method::OPTIONS {
         return Err((
             StatusCode::BAD_REQUEST,
             "the asterisk-form is only for OPTIONS (RFC 9112 section 3.2.4)".into(),
         ));
     }
     let authority_form = uri.scheme().is_none() && uri.authority().is_some();
-    if authority_form && parts.method != Method::CONNECT {
+    if authority_form && head.method != Method::CONNECT {
         return Err((
             StatusCode::BAD_REQUEST,
             "the authority-form is only for CONNECT (RFC 9112 section 3.2.3)".into(),
@@ -138,15 +145,15 @@ pub fn check_counted(parts: &Parts, counts: &FieldCounts) -> Result<(), (StatusC
 mod tests {
     use super::*;
 
-    fn parts(method: &str, target: &str, headers: &[(&str, &str)]) -> Parts {
+    fn parts(method: &str, target: &str, headers: &[(&str, &str)]) -> RequestHead {
         let mut builder = http::Request::builder().method(method).uri(target);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        builder.body(()).unwrap().into_parts().0
+        RequestHead::from_parts(builder.body(()).unwrap().into_parts().0)
     }
 
-    fn status(p: &Parts) -> Option<u16> {
+    fn status(p: &RequestHead) -> Option<u16> {
         check(p).err().map(|(s, _)| s.as_u16())
     }
 

@@ -56,7 +56,7 @@ pub fn request_head(data: &[u8]) {
     let Ok(request) = builder.body(()) else {
         return;
     };
-    let (parts, ()) = request.into_parts();
+    let parts = crate::http::RequestHead::from_parts(request.into_parts().0);
     let vars = RequestVars::new(&parts, "/app");
     assert!(
         vars.path_info.len() <= target.len(),

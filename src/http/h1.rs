@@ -47,15 +47,16 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE};
+use http::{Method, Response, StatusCode, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::dispatch::{failure_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
-use super::{Dispatch, FieldLines, Limits, Origin, Reply, RequestBody, ResponseBody};
+use super::head::FieldSpan;
+use super::{Dispatch, FieldLines, Limits, Origin, Reply, RequestBody, RequestHead, ResponseBody};
 
 /// The most fields a head served here may have (more: hyper's).
 const MAX_FIELDS: usize = 64;
@@ -103,13 +104,6 @@ struct Head {
     target: (usize, usize),
 }
 
-/// Offsets of one field's name and value in the head.
-#[derive(Clone, Copy)]
-struct FieldSpan {
-    name: (usize, usize),
-    value: (usize, usize),
-}
-
 enum Parsed {
     Plain(Head),
     Partial,
@@ -127,6 +121,7 @@ where
     let mut spans = Vec::with_capacity(16);
     let max_fields = cx.limits.hyper_max_headers().min(MAX_FIELDS);
     let max_head = cx.limits.head_buffer();
+    let body_timeout = cx.timeouts.body;
     // Registered once and kept: waiting on them again costs a poll, not a
     // new registration per request.
     let stop_signal = stopped(stop);
@@ -187,30 +182,37 @@ where
         let received = std::time::Instant::now();
         clock.head_since = None;
         let frozen = buf.split_to(head.len).freeze();
-        let Some(parts) = build(&frozen, &head, &spans) else {
-            // A token the http crate refuses: hyper answers it.
-            let mut all = BytesMut::from(&frozen[..]);
-            all.extend_from_slice(&buf);
-            return handoff(io, all, clock.drain_at);
+        let request = match build(frozen, &head, &spans) {
+            Ok(request) => request,
+            Err(frozen) => {
+                // A token the http crate refuses: hyper answers it.
+                let mut all = BytesMut::from(&frozen[..]);
+                all.extend_from_slice(&buf);
+                return handoff(io, all, clock.drain_at);
+            }
         };
         // The request, start to end; a stop meanwhile starts the drain window
         // (the connection closes after this response once it has passed).
-        let exchange = async {
-            let reply = match cx.dispatch.check(&parts, Some(head.body as u64)) {
-                Err(refused) => Reply::from(*refused),
-                Ok(()) => match read_body(&mut io, &mut buf, head.body, cx.timeouts.body).await {
-                    Ok(body) => {
-                        let body = RequestBody::Buffered(body);
-                        cx.dispatch
-                            .submit(cx.origin, Box::new(parts), body, received)
-                            .await
-                    }
-                    Err(refused) => refused.into(),
-                },
-            };
-            respond(&mut io, reply, head.head_method, head.close, &mut out).await
+        // Pinned where it is made: moved into `watching`, the whole future
+        // (its largest state, not just what it captured) was copied.
+        let keep = {
+            let exchange = std::pin::pin!(async {
+                let reply = match cx.dispatch.check(&request, Some(head.body as u64)) {
+                    Err(refused) => Reply::from(*refused),
+                    Ok(()) => match read_body(&mut io, &mut buf, head.body, body_timeout).await {
+                        Ok(body) => {
+                            let body = RequestBody::Buffered(body);
+                            cx.dispatch
+                                .submit(cx.origin, Box::new(request), body, received)
+                                .await
+                        }
+                        Err(refused) => refused.into(),
+                    },
+                };
+                respond(&mut io, reply, head.head_method, head.close, &mut out).await
+            });
+            watching(exchange, stop_signal.as_mut(), &mut clock).await
         };
-        let keep = watching(exchange, stop_signal.as_mut(), &mut clock).await;
         if !matches!(keep, Ok(true)) {
             if keep.is_ok() {
                 let _ = io.shutdown().await;
@@ -228,11 +230,10 @@ where
 /// Run `exchange`; should the stop flag turn while it runs, start the drain
 /// window then (as hyper's connection task does), not when it is over.
 async fn watching<F: Future>(
-    exchange: F,
+    mut exchange: Pin<&mut F>,
     mut stop_signal: Pin<&mut impl Future<Output = ()>>,
     clock: &mut Clock,
 ) -> F::Output {
-    let mut exchange = std::pin::pin!(exchange);
     poll_fn(|cx| {
         if let Poll::Ready(done) = exchange.as_mut().poll(cx) {
             return Poll::Ready(done);
@@ -489,25 +490,28 @@ fn content_length(value: &[u8]) -> Option<u64> {
     Some(value.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
-/// The request parts of a plain head; `None` if the http crate refuses a
-/// token httparse let through.
-fn build(bytes: &Bytes, head: &Head, spans: &[FieldSpan]) -> Option<http::request::Parts> {
-    let at = |(start, len): (usize, usize)| bytes.slice(start..start + len);
-    let slice = |(start, len): (usize, usize)| &bytes[start..start + len];
-    let method = Method::from_bytes(slice(head.method)).ok()?;
-    let uri = Uri::from_maybe_shared(at(head.target)).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for field in spans {
-        let name = HeaderName::from_bytes(slice(field.name)).ok()?;
-        let value = HeaderValue::from_maybe_shared(at(field.value)).ok()?;
-        headers.append(name, value);
-    }
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    parts.headers = headers;
-    Some(parts)
+/// The request head of the plain head `bytes`.
+///
+/// # Errors
+///
+/// `bytes` back, when the http crate refuses the method or request-target
+/// (the fields are httparse's to check: a token name, a field-content value).
+fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<RequestHead, Bytes> {
+    let (start, len) = head.method;
+    let Ok(method) = Method::from_bytes(&bytes[start..start + len]) else {
+        return Err(bytes);
+    };
+    let (start, len) = head.target;
+    let Ok(uri) = Uri::from_maybe_shared(bytes.slice(start..start + len)) else {
+        return Err(bytes);
+    };
+    Ok(RequestHead::raw(
+        method,
+        uri,
+        Version::HTTP_11,
+        bytes,
+        spans.to_vec(),
+    ))
 }
 
 /// How a response body is delimited.
@@ -679,12 +683,7 @@ async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, parts: &mut [&[u8]]) -> io
         if parts.is_empty() {
             return io.flush().await;
         }
-        let mut slices = [IoSlice::new(&[]); SLICES];
-        let count = parts.len().min(SLICES);
-        for (slice, part) in slices.iter_mut().zip(parts.iter()) {
-            *slice = IoSlice::new(part);
-        }
-        let mut n = io.write_vectored(&slices[..count]).await?;
+        let mut n = poll_fn(|cx| poll_write_parts(io, cx, parts)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -697,6 +696,28 @@ async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, parts: &mut [&[u8]]) -> io
             }
         }
     }
+}
+
+/// One vectored write of the first [`SLICES`] of `parts`: bytes written.
+///
+/// The `IoSlice`s live on this poll's stack, only as many as there are
+/// parts: kept in [`write_all`]'s future, they made it (and every future
+/// holding it) [`SLICES`] slices larger, and were all set on every write.
+fn poll_write_parts<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    cx: &mut Context<'_>,
+    parts: &[&[u8]],
+) -> Poll<io::Result<usize>> {
+    let count = parts.len().min(SLICES);
+    let mut slices = [MaybeUninit::<IoSlice<'_>>::uninit(); SLICES];
+    for (slot, part) in slices.iter_mut().zip(parts) {
+        slot.write(IoSlice::new(part));
+    }
+    // SAFETY: the first `count` slots were written just above, and
+    // `MaybeUninit<IoSlice>` has the layout of `IoSlice`.
+    let slices =
+        unsafe { std::slice::from_raw_parts(slices.as_ptr().cast::<IoSlice<'_>>(), count) };
+    Pin::new(io).poll_write_vectored(cx, slices)
 }
 
 /// Encode the status line and fields of a response to a plain request into

@@ -6,8 +6,9 @@
 //! `Content-Length` before the body is read (chunked bodies are counted as they
 //! arrive, by `wsgi.input`). A limit of 0 means unlimited, as in gunicorn.
 
-use http::request::Parts;
 use http::StatusCode;
+
+use super::RequestHead;
 
 /// The request limits (`--limit-request-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,18 +79,18 @@ impl Limits {
     /// # Errors
     ///
     /// A [`LimitError`] with 414 (request line) or 431 (a field line).
-    pub fn check_head(&self, parts: &Parts) -> Result<(), LimitError> {
+    pub fn check_head(&self, head: &RequestHead) -> Result<(), LimitError> {
         if self.request_line > 0 {
             // The request-target as sent: the whole URI in absolute-form.
-            let target = match parts.uri.scheme() {
-                Some(_) => parts.uri.to_string().len(),
-                None => parts
+            let target = match head.uri.scheme() {
+                Some(_) => head.uri.to_string().len(),
+                None => head
                     .uri
                     .path_and_query()
-                    .map_or_else(|| parts.uri.to_string().len(), |p| p.as_str().len()),
+                    .map_or_else(|| head.uri.to_string().len(), |p| p.as_str().len()),
             };
             // METHOD SP request-target SP HTTP/1.1
-            let line = parts.method.as_str().len() + 1 + target + 1 + 8;
+            let line = head.method.as_str().len() + 1 + target + 1 + 8;
             if line > self.request_line {
                 return Err(LimitError {
                     status: StatusCode::URI_TOO_LONG,
@@ -100,21 +101,22 @@ impl Limits {
                 });
             }
         }
-        if self.fields > 0 && parts.headers.len() > self.fields {
+        if self.fields > 0 && head.field_count() > self.fields {
             return Err(LimitError {
                 status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 message: format!(
                     "{} header fields are over --limit-request-fields {}",
-                    parts.headers.len(),
+                    head.field_count(),
                     self.fields
                 ),
             });
         }
         if self.field_size > 0 {
-            for (name, value) in &parts.headers {
+            for (name, value) in head.fields() {
                 // The field line as gunicorn counts it: `name: value` and its CRLF.
-                let size = name.as_str().len() + 2 + value.len() + 2;
+                let size = name.len() + 2 + value.len() + 2;
                 if size > self.field_size {
+                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
                     return Err(LimitError {
                         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                         message: format!(
@@ -156,12 +158,12 @@ impl Limits {
 mod tests {
     use super::*;
 
-    fn parts(target: &str, headers: &[(&str, String)]) -> Parts {
+    fn parts(target: &str, headers: &[(&str, String)]) -> RequestHead {
         let mut builder = http::Request::builder().uri(target);
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());
         }
-        builder.body(()).unwrap().into_parts().0
+        RequestHead::from_parts(builder.body(()).unwrap().into_parts().0)
     }
 
     #[test]

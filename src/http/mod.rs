@@ -15,6 +15,7 @@ pub mod framer;
 pub mod framing;
 pub mod fuzz;
 pub mod h1;
+pub mod head;
 pub mod limits;
 pub mod listener;
 pub mod proxy_protocol;
@@ -25,6 +26,7 @@ pub mod tls;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{ConnectionKept, Dispatch, InlineHandler, Job, Origin, RequestBody};
+pub use head::RequestHead;
 pub use limits::Limits;
 pub use reply::{FieldLines, Reply, ReplyReceiver, ReplySender, ReplySlot};
 pub use sendfile::{FileBody, SendfileQueue};

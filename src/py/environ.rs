@@ -19,7 +19,7 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::config::forwarded::{forwarded_client, TrustedProxies};
-use crate::http::{ConnectionKept, Peer};
+use crate::http::{ConnectionKept, Peer, RequestHead};
 use crate::wsgi::environ::{ipv4_text, port_text, FieldKey, RequestVars, COMMON_FIELDS};
 
 /// What the template of one listener is built from.
@@ -87,7 +87,7 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
     }
 }
 
-/// The environ of the request `parts` from `peer`: a copy of the
+/// The environ of the request `head` from `peer`: a copy of the
 /// connection's template (see [`connection_template`]) plus the request's
 /// own keys.
 ///
@@ -95,14 +95,14 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
 pub(crate) fn build<'py>(
     py: Python<'py>,
     template: &Bound<'py, PyDict>,
-    parts: &http::request::Parts,
+    head: &RequestHead,
     peer: Peer,
     kept: &ConnectionKept,
     info: &ListenerInfo,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (root_path, trusted) = (&info.root_path, &info.trusted);
     let env = connection_template(py, template, peer, kept)?.copy()?;
-    let vars = RequestVars::new(parts, root_path);
+    let vars = RequestVars::new(head, root_path);
     env.set_item(
         intern!(py, "REQUEST_METHOD"),
         intern_method(py, vars.method),
@@ -123,7 +123,7 @@ pub(crate) fn build<'py>(
         env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
     }
     if !trusted.is_empty() && trusted.trusts(peer.ip()) {
-        apply_forwarded(py, &env, parts)?;
+        apply_forwarded(py, &env, head)?;
     }
     for (key, value) in &vars.fields {
         // Only the keys of the static table are interned: interned strings are
@@ -140,30 +140,17 @@ pub(crate) fn build<'py>(
 
 /// A trusted proxy's `X-Forwarded-For` and `X-Forwarded-Proto` (see
 /// [`crate::config::forwarded`]).
-fn apply_forwarded(
-    py: Python<'_>,
-    env: &Bound<'_, PyDict>,
-    parts: &http::request::Parts,
-) -> PyResult<()> {
+fn apply_forwarded(py: Python<'_>, env: &Bound<'_, PyDict>, head: &RequestHead) -> PyResult<()> {
     // The last field line is the one the trusted proxy wrote: a proxy that adds
     // a line of its own (HAProxy's `option forwardfor`) follows a client's.
-    if let Some(value) = parts.headers.get_all("x-forwarded-for").iter().next_back() {
-        if let Some(client) = forwarded_client(value.as_bytes()) {
+    if let Some(value) = head.values("x-forwarded-for").last() {
+        if let Some(client) = forwarded_client(value) {
             env.set_item(intern!(py, "REMOTE_ADDR"), client)?;
             env.set_item(intern!(py, "REMOTE_PORT"), "0")?;
         }
     }
-    if let Some(value) = parts
-        .headers
-        .get_all("x-forwarded-proto")
-        .iter()
-        .next_back()
-    {
-        let last = value
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .unwrap_or_default();
+    if let Some(value) = head.values("x-forwarded-proto").last() {
+        let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
         match last.trim_ascii().to_ascii_lowercase().as_slice() {
             b"https" => env.set_item(intern!(py, "wsgi.url_scheme"), "https")?,
             b"http" => env.set_item(intern!(py, "wsgi.url_scheme"), "http")?,
@@ -340,12 +327,12 @@ mod tests {
         }
     }
 
-    fn request(fields: &[(&str, &str)]) -> http::request::Parts {
+    fn request(fields: &[(&str, &str)]) -> RequestHead {
         let mut builder = http::Request::builder().uri("/p?q=1");
         for (name, value) in fields {
             builder = builder.header(*name, *value);
         }
-        builder.body(()).unwrap().into_parts().0
+        RequestHead::from_parts(builder.body(()).unwrap().into_parts().0)
     }
 
     fn text(env: &Bound<'_, PyDict>, key: &str) -> Option<String> {

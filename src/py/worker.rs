@@ -27,7 +27,7 @@ use super::errors;
 use super::file_wrapper::{FileWrapper, OpenFile};
 use super::input::{EmptyInput, Input};
 use super::start_response::StartResponse;
-use crate::http::{InlineHandler, Job, Peer};
+use crate::http::{InlineHandler, Job, Peer, RequestHead};
 use crate::supervisor::Scoreboard;
 use crate::wsgi::access_log::{clf_now, AccessFormat, AccessRecord};
 
@@ -63,7 +63,7 @@ impl AccessLog {
     fn log(
         &self,
         py: Python<'_>,
-        parts: &http::request::Parts,
+        head: &RequestHead,
         peer: crate::http::Peer,
         start_response: &StartResponse,
         received: std::time::Instant,
@@ -84,11 +84,11 @@ impl AccessLog {
         let time = clf_now();
         let record = AccessRecord {
             remote: &remote,
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            protocol: crate::wsgi::environ::protocol(parts.version),
-            request_headers: &parts.headers,
+            method: head.method.as_str(),
+            path: head.uri.path(),
+            query: head.uri.query().unwrap_or(""),
+            protocol: crate::wsgi::environ::protocol(head.version),
+            request_headers: &head.header_map(),
             status,
             response_headers: headers.unwrap_or(&empty),
             bytes,
@@ -174,11 +174,11 @@ fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
     Python::with_gil(|py| {
         while let Some(work) = queues.next(py) {
             if let Some((board, slot)) = &context.board {
-                let parts = match &work {
-                    Work::Job(job) => &job.parts,
-                    Work::Call(call) => &call.parts,
+                let head = match &work {
+                    Work::Job(job) => &job.head,
+                    Work::Call(call) => &call.head,
                 };
-                mark_busy(board, *slot, thread, parts);
+                mark_busy(board, *slot, thread, head);
             }
             match work {
                 Work::Job(job) => {
@@ -216,7 +216,7 @@ pub(crate) fn inline_handler(
     Arc::new(move |job: Job| {
         Python::with_gil(|py| {
             if let Some((board, worker)) = &context.board {
-                mark_busy(board, *worker, slot, &job.parts);
+                mark_busy(board, *worker, slot, &job.head);
             }
             let mut pending = None;
             if let Some(mut call) = begin(py, &context, job, true) {
@@ -301,7 +301,7 @@ impl Iteration {
             return Step::Done;
         };
         if let Some((board, worker)) = &context.board {
-            mark_busy(board, *worker, slot, &call.parts);
+            mark_busy(board, *worker, slot, &call.head);
         }
         let outcome = self.advance(py, &start_response);
         let step = match outcome {
@@ -369,15 +369,15 @@ impl Iteration {
     }
 }
 
-/// Record in the scoreboard that `thread` runs the request of `parts`.
-fn mark_busy(board: &Scoreboard, worker: usize, thread: usize, parts: &http::request::Parts) {
-    let method = parts.method.as_str().as_bytes();
-    match parts.uri.path_and_query() {
-        Some(target) if parts.uri.scheme().is_none() => {
+/// Record in the scoreboard that `thread` runs the request of `head`.
+fn mark_busy(board: &Scoreboard, worker: usize, thread: usize, head: &RequestHead) {
+    let method = head.method.as_str().as_bytes();
+    match head.uri.path_and_query() {
+        Some(target) if head.uri.scheme().is_none() => {
             board.begin_parts(worker, thread, &[method, b" ", target.as_str().as_bytes()]);
         }
         _ => {
-            let target = parts.uri.to_string();
+            let target = head.uri.to_string();
             board.begin_parts(worker, thread, &[method, b" ", target.as_bytes()]);
         }
     }
@@ -386,7 +386,7 @@ fn mark_busy(board: &Scoreboard, worker: usize, thread: usize, parts: &http::req
 /// A request between the application call and the end of its response; it can
 /// move from the event loop's thread to a worker thread.
 pub(crate) struct Call {
-    parts: Box<http::request::Parts>,
+    head: Box<RequestHead>,
     peer: Peer,
     received: std::time::Instant,
     start_response: Py<StartResponse>,
@@ -446,7 +446,7 @@ impl Call {
 /// answered already (the objects for it could not be made).
 fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Option<Call> {
     let Job {
-        parts,
+        head,
         body,
         peer,
         listener,
@@ -456,7 +456,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         received,
         kept,
     } = job;
-    let head_request = parts.method == Method::HEAD;
+    let head_request = head.method == Method::HEAD;
     let start_response = StartResponse::new(reply, abort, sendfile, head_request);
     let start_response = match Bound::new(py, start_response) {
         Ok(sr) => sr,
@@ -500,7 +500,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
     let result = environ::build(
         py,
         context.templates[listener].bind(py),
-        &parts,
+        &head,
         peer,
         &kept,
         info,
@@ -516,7 +516,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         result.map(Bound::unbind)
     });
     Some(Call {
-        parts,
+        head,
         peer,
         received,
         start_response: start_response.unbind(),
@@ -562,7 +562,7 @@ fn end_body(py: Python<'_>, context: &WorkerContext, call: Call, sent: PyResult<
 /// write the access log line.
 fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResult<()>) {
     let Call {
-        parts,
+        head,
         peer,
         received,
         start_response,
@@ -575,7 +575,7 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
     let input = input.map(|input| input.into_bound(py));
     if let Err(err) = outcome {
         let mut sr = start_response.borrow_mut();
-        let (method, uri) = (&parts.method, &parts.uri);
+        let (method, uri) = (&head.method, &head.uri);
         let status = match input.as_ref().and_then(|input| input.borrow().failure()) {
             Some(status) => {
                 let why = format!("{method} {uri}: {status} while reading the request body: {err}");
@@ -609,7 +609,7 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         let environ = environ.map(|env| env.into_bound(py));
         access.log(
             py,
-            &parts,
+            &head,
             peer,
             &start_response.borrow(),
             received,

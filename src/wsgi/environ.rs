@@ -21,10 +21,10 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderName};
-use http::request::Parts;
-use http::{HeaderMap, Version};
+use http::Version;
 use percent_encoding::percent_decode;
+
+use crate::http::RequestHead;
 
 /// The per-request CGI variables of one request, as bytes to decode as latin-1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,44 +46,77 @@ pub struct RequestVars<'a> {
 }
 
 impl<'a> RequestVars<'a> {
-    /// Compute the variables of the request whose head is `parts`.
+    /// Compute the variables of the request whose head is `head`.
     ///
     /// `root_path` is the `--root-path` mount point (empty, or `/prefix` with no
     /// trailing slash); it becomes `SCRIPT_NAME` in the environ template.
-    pub fn new(parts: &'a Parts, root_path: &str) -> RequestVars<'a> {
-        let path = parts.uri.path();
+    pub fn new(head: &'a RequestHead, root_path: &str) -> RequestVars<'a> {
+        let path = head.uri.path();
         let decoded: Cow<'a, [u8]> = percent_decode(path.as_bytes()).into();
         let path_info = strip_root_path(decoded, root_path.as_bytes());
         let mut vars = RequestVars {
-            method: parts.method.as_str(),
+            method: head.method.as_str(),
             path_info,
-            query_string: parts.uri.query().unwrap_or(""),
-            protocol: protocol(parts.version),
+            query_string: head.uri.query().unwrap_or(""),
+            protocol: protocol(head.version),
             content_type: None,
             content_length: None,
-            fields: Vec::with_capacity(parts.headers.keys_len()),
+            fields: Vec::with_capacity(head.field_count()),
         };
-        // A HeaderMap yields every value of one name in a row, so a name met
-        // once is read without a lookup; only a repeated one is joined.
-        let mut fields = parts.headers.iter().peekable();
-        while let Some((name, value)) = fields.next() {
-            let repeated = fields.peek().is_some_and(|(next, _)| *next == name);
-            while fields.next_if(|(next, _)| *next == name).is_some() {}
-            if *name == header::CONTENT_TYPE {
-                vars.content_type = Some(value.as_bytes());
-            } else if *name == header::CONTENT_LENGTH {
-                vars.content_length = Some(value.as_bytes());
-            } else if let Some(key) = http_key(name) {
-                let value = if repeated {
-                    combined(&parts.headers, name)
+        // Each line with its name's sketch: only a name whose sketch another
+        // name shares can repeat; the others are read without looking for
+        // their kin.
+        let lines: Vec<(&'a [u8], &'a [u8], u64)> = head
+            .fields()
+            .map(|(name, value)| (name, value, sketch(name)))
+            .collect();
+        let (mut seen, mut shared) = (0u64, 0u64);
+        for &(_, _, bit) in &lines {
+            shared |= seen & bit;
+            seen |= bit;
+        }
+        for (i, &(name, value, bit)) in lines.iter().enumerate() {
+            let kin = shared & bit != 0;
+            let same =
+                |line: &&(&[u8], &[u8], u64)| line.2 == bit && line.0.eq_ignore_ascii_case(name);
+            if kin && lines[..i].iter().any(|line| same(&line)) {
+                continue; // joined to the first field of its name
+            }
+            match name.len() {
+                12 if name.eq_ignore_ascii_case(b"content-type") => {
+                    vars.content_type = Some(value);
+                    continue;
+                }
+                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    vars.content_length = Some(value);
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(key) = http_key(name) {
+                let value = if kin {
+                    let values = lines[i..].iter().filter(same).map(|line| line.1);
+                    let cookie = name.eq_ignore_ascii_case(b"cookie");
+                    combined(values, if cookie { b"; " } else { b"," })
                 } else {
-                    Cow::Borrowed(value.as_bytes())
+                    Cow::Borrowed(value)
                 };
                 vars.fields.push((key, value));
             }
         }
         vars
     }
+}
+
+/// One bit of 64 for a field name, the same for a name in any case, from
+/// its length, its fourth-last and its last byte (`Sec-Fetch-Dest`, `-Mode`
+/// and `-Site` differ there). Names with different bits differ; equal bits
+/// only say two names may be equal.
+fn sketch(name: &[u8]) -> u64 {
+    let len = name.len();
+    let at = |i: usize| usize::from(name.get(i).map_or(0, u8::to_ascii_lowercase));
+    let mix = len * 31 + at(len.saturating_sub(4)) * 7 + at(len.wrapping_sub(1));
+    1 << (mix % 64)
 }
 
 /// `SERVER_PROTOCOL` for an HTTP version.
@@ -115,19 +148,18 @@ fn strip_root_path<'a>(path: Cow<'a, [u8]>, root: &[u8]) -> Cow<'a, [u8]> {
     }
 }
 
-/// All values of field `name`, joined per rule 3 of the module docs.
-fn combined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Cow<'a, [u8]> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next().map_or(&b""[..], |v| v.as_bytes());
+/// `values` (one field's, in order), joined with `sep` per rule 3 of the
+/// module docs; borrowed when there is only one.
+fn combined<'a>(mut values: impl Iterator<Item = &'a [u8]>, sep: &[u8]) -> Cow<'a, [u8]> {
+    let first = values.next().unwrap_or_default();
     let Some(second) = values.next() else {
         return Cow::Borrowed(first);
     };
-    let sep: &[u8] = if *name == header::COOKIE { b"; " } else { b"," };
     let mut joined = Vec::with_capacity(first.len() + sep.len() + second.len());
     joined.extend_from_slice(first);
     for value in std::iter::once(second).chain(values) {
         joined.extend_from_slice(sep);
-        joined.extend_from_slice(value.as_bytes());
+        joined.extend_from_slice(value);
     }
     Cow::Owned(joined)
 }
@@ -204,70 +236,76 @@ pub const COMMON_FIELDS: [(&str, &str); 37] = [
 /// # Examples
 ///
 /// ```
-/// use http::header::HeaderName;
 /// use _ferrule::wsgi::environ::http_key;
-/// let name = HeaderName::from_static("x-request-id");
-/// assert_eq!(http_key(&name).unwrap().as_str(), "HTTP_X_REQUEST_ID");
-/// assert_eq!(http_key(&HeaderName::from_static("host")).unwrap().as_str(), "HTTP_HOST");
-/// assert!(http_key(&HeaderName::from_static("x_forwarded_for")).is_none());
+/// assert_eq!(http_key(b"X-Request-Id").unwrap().as_str(), "HTTP_X_REQUEST_ID");
+/// assert_eq!(http_key(b"host").unwrap().as_str(), "HTTP_HOST");
+/// assert!(http_key(b"x_forwarded_for").is_none());
 /// ```
-pub fn http_key(name: &HeaderName) -> Option<FieldKey> {
-    let name = name.as_str();
+pub fn http_key(name: &[u8]) -> Option<FieldKey> {
     if let Some(index) = common_index(name) {
         return Some(FieldKey::Common(index));
     }
-    if name.contains('_') {
+    if name.contains(&b'_') {
         return None;
     }
     let mut key = String::with_capacity(5 + name.len());
     key.push_str("HTTP_");
-    key.extend(name.chars().map(|c| match c {
-        '-' => '_',
-        c => c.to_ascii_uppercase(),
+    key.extend(name.iter().map(|&b| match b {
+        b'-' => '_',
+        b => char::from(b.to_ascii_uppercase()),
     }));
     Some(FieldKey::Built(key))
 }
 
-/// The index of `name` in [`COMMON_FIELDS`] (a unit test keeps the two in step).
-fn common_index(name: &str) -> Option<usize> {
-    Some(match name {
-        "host" => 0,
-        "user-agent" => 1,
-        "accept" => 2,
-        "accept-encoding" => 3,
-        "accept-language" => 4,
-        "connection" => 5,
-        "cookie" => 6,
-        "referer" => 7,
-        "origin" => 8,
-        "authorization" => 9,
-        "cache-control" => 10,
-        "pragma" => 11,
-        "if-none-match" => 12,
-        "if-modified-since" => 13,
-        "range" => 14,
-        "expect" => 15,
-        "transfer-encoding" => 16,
-        "upgrade-insecure-requests" => 17,
-        "x-forwarded-for" => 18,
-        "x-forwarded-proto" => 19,
-        "x-forwarded-host" => 20,
-        "x-real-ip" => 21,
-        "x-requested-with" => 22,
-        "x-csrftoken" => 23,
-        "sec-fetch-site" => 24,
-        "sec-fetch-mode" => 25,
-        "sec-fetch-dest" => 26,
-        "dnt" => 27,
-        "sec-fetch-user" => 28,
-        "sec-ch-ua" => 29,
-        "sec-ch-ua-mobile" => 30,
-        "sec-ch-ua-platform" => 31,
-        "priority" => 32,
-        "x-forwarded-port" => 33,
-        "x-request-id" => 34,
-        "x-amzn-trace-id" => 35,
-        "traceparent" => 36,
+/// The longest name in [`COMMON_FIELDS`], in bytes.
+const COMMON_NAME_MAX: usize = 25;
+
+/// The index of `name` (any case) in [`COMMON_FIELDS`] (a unit test keeps
+/// the two in step).
+fn common_index(name: &[u8]) -> Option<usize> {
+    let mut lower = [0; COMMON_NAME_MAX];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    Some(match &*lower {
+        b"host" => 0,
+        b"user-agent" => 1,
+        b"accept" => 2,
+        b"accept-encoding" => 3,
+        b"accept-language" => 4,
+        b"connection" => 5,
+        b"cookie" => 6,
+        b"referer" => 7,
+        b"origin" => 8,
+        b"authorization" => 9,
+        b"cache-control" => 10,
+        b"pragma" => 11,
+        b"if-none-match" => 12,
+        b"if-modified-since" => 13,
+        b"range" => 14,
+        b"expect" => 15,
+        b"transfer-encoding" => 16,
+        b"upgrade-insecure-requests" => 17,
+        b"x-forwarded-for" => 18,
+        b"x-forwarded-proto" => 19,
+        b"x-forwarded-host" => 20,
+        b"x-real-ip" => 21,
+        b"x-requested-with" => 22,
+        b"x-csrftoken" => 23,
+        b"sec-fetch-site" => 24,
+        b"sec-fetch-mode" => 25,
+        b"sec-fetch-dest" => 26,
+        b"dnt" => 27,
+        b"sec-fetch-user" => 28,
+        b"sec-ch-ua" => 29,
+        b"sec-ch-ua-mobile" => 30,
+        b"sec-ch-ua-platform" => 31,
+        b"priority" => 32,
+        b"x-forwarded-port" => 33,
+        b"x-request-id" => 34,
+        b"x-amzn-trace-id" => 35,
+        b"traceparent" => 36,
         _ => return None,
     })
 }
@@ -320,12 +358,12 @@ pub fn ipv4_text(ip: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn parts(raw_target: &str, headers: &[(&str, &[u8])]) -> Parts {
+    fn parts(raw_target: &str, headers: &[(&str, &[u8])]) -> RequestHead {
         let mut builder = http::Request::builder().uri(raw_target);
         for (name, value) in headers {
             builder = builder.header(*name, http::HeaderValue::from_bytes(value).unwrap());
         }
-        builder.body(()).unwrap().into_parts().0
+        RequestHead::from_parts(builder.body(()).unwrap().into_parts().0)
     }
 
     fn field<'a>(vars: &'a RequestVars<'_>, key: &str) -> Option<&'a [u8]> {
@@ -405,6 +443,67 @@ mod tests {
     }
 
     #[test]
+    fn a_raw_heads_repeats_are_joined_whatever_their_case() {
+        let fields: [(&str, &[u8]); 9] = [
+            ("Sec-Fetch-Dest", b"document"),
+            ("X-Multi", b"a"),
+            ("Sec-Fetch-Mode", b"navigate"),
+            ("Cookie", b"a=1"),
+            ("x-multi", b"b"),
+            ("Sec-Fetch-Site", b"none"),
+            ("cookie", b"b=2"),
+            ("Content-Type", b"text/plain"),
+            ("X-MULTI", b"c"),
+        ];
+        let head = RequestHead::from_lines("/", &fields);
+        let vars = RequestVars::new(&head, "");
+        let keys: Vec<&str> = vars.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "HTTP_SEC_FETCH_DEST",
+                "HTTP_X_MULTI",
+                "HTTP_SEC_FETCH_MODE",
+                "HTTP_COOKIE",
+                "HTTP_SEC_FETCH_SITE"
+            ],
+            "one key per name, in the order names first appear"
+        );
+        assert_eq!(field(&vars, "HTTP_X_MULTI"), Some(&b"a,b,c"[..]));
+        assert_eq!(field(&vars, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
+        assert_eq!(field(&vars, "HTTP_SEC_FETCH_MODE"), Some(&b"navigate"[..]));
+        assert_eq!(vars.content_type, Some(&b"text/plain"[..]));
+        // hyper's map of the same fields gives the same variables.
+        let mut builder = http::Request::builder().uri("/");
+        for (name, value) in fields {
+            builder = builder.header(name, value);
+        }
+        let map = RequestHead::from_parts(builder.body(()).unwrap().into_parts().0);
+        let from_map = RequestVars::new(&map, "");
+        let sorted = |v: &RequestVars<'_>| {
+            let mut all: Vec<(String, Vec<u8>)> = v
+                .fields
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_vec()))
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(sorted(&vars), sorted(&from_map));
+    }
+
+    #[test]
+    fn names_that_look_alike_are_not_joined() {
+        // Same length, same fourth-last and last byte: the same sketch.
+        assert_eq!(sketch(b"X-Aa-Dz"), sketch(b"x-ba-dZ"));
+        let head = RequestHead::from_lines("/", &[("X-Aa-Dz", b"1"), ("X-Ba-Dz", b"2")]);
+        let vars = RequestVars::new(&head, "");
+        assert_eq!(vars.fields.len(), 2);
+        assert_eq!(field(&vars, "HTTP_X_AA_DZ"), Some(&b"1"[..]));
+        assert_eq!(field(&vars, "HTTP_X_BA_DZ"), Some(&b"2"[..]));
+    }
+
+    #[test]
     fn underscore_names_are_dropped_and_latin1_kept() {
         let p = parts(
             "/",
@@ -420,11 +519,13 @@ mod tests {
         for (i, (name, key)) in COMMON_FIELDS.iter().enumerate() {
             let rule = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
             assert_eq!(*key, rule);
-            assert_eq!(common_index(name), Some(i), "{name}");
-            let header = HeaderName::from_static(name);
-            assert_eq!(http_key(&header), Some(FieldKey::Common(i)));
+            assert_eq!(common_index(name.as_bytes()), Some(i), "{name}");
+            assert!(name.len() <= COMMON_NAME_MAX, "{name}");
+            assert_eq!(http_key(name.as_bytes()), Some(FieldKey::Common(i)));
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(http_key(upper.as_bytes()), Some(FieldKey::Common(i)));
         }
-        let built = http_key(&HeaderName::from_static("x-tenant-id")).unwrap();
+        let built = http_key(b"X-Tenant-ID").unwrap();
         assert_eq!(built, FieldKey::Built("HTTP_X_TENANT_ID".to_owned()));
     }
 

@@ -19,7 +19,7 @@ fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
         http::RequestBody::Stream(body) => handle.block_on(body.collect()).unwrap().to_bytes(),
         http::RequestBody::Buffered(body) => body,
     };
-    let path = job.parts.uri.path().to_owned();
+    let path = job.head.uri.path().to_owned();
     let stream = |chunks: &[&'static [u8]], fail: bool| {
         let (tx, body) = ResponseBody::channel(job.abort.clone());
         let chunks: Vec<_> = chunks.iter().map(|c| Bytes::from_static(c)).collect();
@@ -91,10 +91,10 @@ fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
 /// The stand-in for `start_response`'s replies: `/lines/...` answers what
 /// `/...` does, its fields sent as field lines ([`http::FieldLines`]).
 fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
-    let Some(path) = job.parts.uri.path().strip_prefix("/lines") else {
+    let Some(path) = job.head.uri.path().strip_prefix("/lines") else {
         return answer(job, handle);
     };
-    job.parts.uri = path.parse().unwrap();
+    job.head.uri = path.parse().unwrap();
     let slot = std::sync::Arc::new(http::ReplySlot::default());
     let (reply, response) = slot.expect();
     let inner = std::mem::replace(&mut job.reply, reply);

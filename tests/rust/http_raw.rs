@@ -17,7 +17,7 @@ fn start() -> (u16, tokio::sync::watch::Sender<bool>) {
             http::RequestBody::Stream(body) => handle.block_on(body.collect()).unwrap().to_bytes(),
             http::RequestBody::Buffered(body) => body,
         };
-        let text = format!("{} {} {}", job.parts.method, job.parts.uri, body.len());
+        let text = format!("{} {} {}", job.head.method, job.head.uri, body.len());
         let response = ::http::Response::new(ResponseBody::Full(Some(Bytes::from(text))));
         let _ = job.reply.send(response.into());
     })

@@ -32,9 +32,9 @@ fn start() -> u16 {
 }
 
 fn answer(job: &Job, path: &std::path::Path) -> ::http::Response<ResponseBody> {
-    let query = job.parts.uri.query().unwrap_or("");
+    let query = job.head.uri.query().unwrap_or("");
     let args: Vec<&str> = query.split('&').collect();
-    if job.parts.uri.path() != "/file" {
+    if job.head.uri.path() != "/file" {
         return ::http::Response::new(ResponseBody::Full(Some(Bytes::from_static(b"plain"))));
     }
     let offset: u64 = args[0].parse().unwrap();

@@ -1,0 +1,240 @@
+//! A request head as the application side reads it: method, request-target,
+//! version and field lines (RFC 9112 §2.1, §3, §5).
+//!
+//! A head hyper parsed keeps hyper's `HeaderMap`; a head ferrule's own
+//! exchange parsed ([`super::h1`]) keeps its bytes and where each field line
+//! lies in them, so no map is built, filled and dropped per request. Readers
+//! see one shape either way: field names as bytes, compared without regard to
+//! case (RFC 9110 §5.1), values as bytes (latin-1 for the environ, PEP 3333
+//! §"Unicode Issues"), in the order they were sent.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Uri, Version};
+
+/// Offsets of one field line's name and value in a raw head's bytes:
+/// `(start, length)` each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldSpan {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+}
+
+/// A request's method, request-target, version and fields.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// The method, e.g. `GET`.
+    pub method: Method,
+    /// The request-target (origin-form `/path?query`, or absolute-form).
+    pub uri: Uri,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: Version,
+    fields: Fields,
+}
+
+#[derive(Debug)]
+enum Fields {
+    /// hyper's map: names lower-cased, the values of one name together.
+    Map(HeaderMap),
+    /// The exchange's: the head's bytes and its field lines, as sent.
+    Raw { bytes: Bytes, spans: Vec<FieldSpan> },
+}
+
+impl RequestHead {
+    /// The head hyper parsed (its extensions are not kept).
+    pub fn from_parts(parts: http::request::Parts) -> RequestHead {
+        RequestHead {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            fields: Fields::Map(parts.headers),
+        }
+    }
+
+    /// A head read from `bytes`, whose field lines lie at `spans`; httparse
+    /// checked every name is a token and every value field-content.
+    pub(crate) fn raw(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        bytes: Bytes,
+        spans: Vec<FieldSpan>,
+    ) -> RequestHead {
+        RequestHead {
+            method,
+            uri,
+            version,
+            fields: Fields::Raw { bytes, spans },
+        }
+    }
+
+    /// How many field lines the head has.
+    pub fn field_count(&self) -> usize {
+        match &self.fields {
+            Fields::Map(map) => map.len(),
+            Fields::Raw { spans, .. } => spans.len(),
+        }
+    }
+
+    /// Every field line as `(name, value)`: in the order sent for a raw
+    /// head, grouped by name (first appearance first) for hyper's; names
+    /// lower-cased for hyper's, as sent for a raw head.
+    pub fn fields(&self) -> FieldIter<'_> {
+        FieldIter(match &self.fields {
+            Fields::Map(map) => Lines::Map(map.iter()),
+            Fields::Raw { bytes, spans } => Lines::Raw(bytes, spans.iter()),
+        })
+    }
+
+    /// The values of the fields named `name` (any case), in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// Whether a field named `name` (any case) is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    /// The fields as a `HeaderMap` (built for a raw head: for the access
+    /// log, not the request path). A raw field the `http` crate refuses is
+    /// left out.
+    pub fn header_map(&self) -> Cow<'_, HeaderMap> {
+        match &self.fields {
+            Fields::Map(map) => Cow::Borrowed(map),
+            Fields::Raw { .. } => {
+                let mut map = HeaderMap::with_capacity(self.field_count());
+                for (name, value) in self.fields() {
+                    if let (Ok(name), Ok(value)) =
+                        (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                    {
+                        map.append(name, value);
+                    }
+                }
+                Cow::Owned(map)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl RequestHead {
+    /// A raw `GET` head of `target` and `fields`, as the exchange makes one.
+    pub(crate) fn from_lines(target: &str, fields: &[(&str, &[u8])]) -> RequestHead {
+        let mut text = Vec::new();
+        let mut spans = Vec::new();
+        for (name, value) in fields {
+            let name_at = text.len();
+            text.extend_from_slice(name.as_bytes());
+            text.extend_from_slice(b": ");
+            let value_at = text.len();
+            text.extend_from_slice(value);
+            text.extend_from_slice(b"\r\n");
+            spans.push(FieldSpan {
+                name: (name_at, name.len()),
+                value: (value_at, value.len()),
+            });
+        }
+        let uri = target.parse().expect("a valid request-target");
+        RequestHead::raw(Method::GET, uri, Version::HTTP_11, Bytes::from(text), spans)
+    }
+}
+
+impl From<http::request::Parts> for RequestHead {
+    fn from(parts: http::request::Parts) -> RequestHead {
+        RequestHead::from_parts(parts)
+    }
+}
+
+/// The field lines of a [`RequestHead`], as `(name, value)` bytes.
+#[derive(Debug)]
+pub struct FieldIter<'a>(Lines<'a>);
+
+#[derive(Debug)]
+enum Lines<'a> {
+    Map(http::header::Iter<'a, HeaderValue>),
+    Raw(&'a Bytes, std::slice::Iter<'a, FieldSpan>),
+}
+
+impl<'a> Iterator for FieldIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Lines::Map(iter) => iter
+                .next()
+                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+            Lines::Raw(bytes, iter) => iter.next().map(|span| {
+                let at = |(start, len): (usize, usize)| &bytes[start..start + len];
+                (at(span.name), at(span.value))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same request as hyper's parts and as a raw head.
+    fn both(fields: &[(&str, &str)]) -> (RequestHead, RequestHead) {
+        let mut builder = http::Request::builder().uri("/p?q");
+        for (name, value) in fields {
+            builder = builder.header(*name, *value);
+        }
+        let map = RequestHead::from_parts(builder.body(()).unwrap().into_parts().0);
+        let fields: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        (map, RequestHead::from_lines("/p?q", &fields))
+    }
+
+    #[test]
+    fn a_raw_head_reads_as_hypers_does_without_regard_to_case() {
+        let fields = [
+            ("Host", "example.com"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Cookie", "a=1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ];
+        let (map, raw) = both(&fields);
+        for head in [&map, &raw] {
+            assert_eq!(head.field_count(), 4);
+            let forwarded: Vec<&[u8]> = head.values("x-forwarded-for").collect();
+            assert_eq!(forwarded, [&b"10.0.0.1"[..], b"10.0.0.2"]);
+            assert_eq!(
+                head.values("X-FORWARDED-FOR").last(),
+                Some(&b"10.0.0.2"[..])
+            );
+            assert!(head.contains("cookie") && head.contains("HOST"));
+            assert!(!head.contains("content-length"));
+            let built = head.header_map();
+            assert_eq!(built.len(), 4);
+            assert_eq!(built.get_all("x-forwarded-for").iter().count(), 2);
+            assert_eq!(built["host"], "example.com");
+        }
+        // A raw head keeps the names as sent and the order sent.
+        let names: Vec<&[u8]> = raw.fields().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                &b"Host"[..],
+                b"X-Forwarded-For",
+                b"Cookie",
+                b"x-forwarded-for"
+            ]
+        );
+        let names: Vec<&[u8]> = map.fields().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                &b"host"[..],
+                b"x-forwarded-for",
+                b"x-forwarded-for",
+                b"cookie"
+            ]
+        );
+    }
+}
