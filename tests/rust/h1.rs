@@ -178,7 +178,8 @@ const SHAPES: [(&str, &str); 20] = [
 fn responses_match_hypers_byte_for_byte() {
     let (port, _stop) = start(RunOptions::default());
     for (method, path) in SHAPES {
-        for close in ["", "Connection: close\r\n"] {
+        // A value with a byte outside ASCII names no token for hyper.
+        for close in ["", "Connection: close\r\n", "Connection: close, \u{e9}\r\n"] {
             // Each request is followed by a plain one: the connection's
             // state after the response must be the same too.
             let plain = format!(
@@ -239,6 +240,7 @@ fn http10_responses_match_hypers_byte_for_byte() {
             "Connection: keep-alive\r\n",
             "Connection: close\r\n",
             "Connection: Keep-Alive\r\nConnection: close\r\n",
+            "Connection: keep-alive, \u{e9}\r\n",
         ] {
             // The request after it (HTTP/1.0, no Host: the last one) is
             // answered only if the connection stays open.
