@@ -524,11 +524,17 @@ fn bare_line_end(head: &[u8]) -> &'static str {
     "a bare CR in the request head (RFC 9112 section 2.2)"
 }
 
-/// Whether the comma-separated list `value` holds `token` (ASCII case-insensitive).
+/// Whether the comma-separated list `value` holds `token` (ASCII
+/// case-insensitive). A value with a byte that is not visible ASCII, SP or
+/// HTAB (obs-text, RFC 9110 §5.5) holds no token: hyper reads `Connection`
+/// tokens only from a value `HeaderValue::to_str` accepts.
 pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        && value
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// What the framer hands hyper in place of a malformed chunk-size line.
@@ -1204,6 +1210,12 @@ mod tests {
                 State::PassThrough,
             ),
             (b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", State::Head),
+            // A byte outside ASCII: no token for hyper, so the connection
+            // goes on.
+            (
+                b"GET / HTTP/1.1\r\nConnection: close, \xe9\r\n\r\n",
+                State::Head,
+            ),
             (
                 b"GET / HTTP/1.0\r\nConnection: keep-alive \r\n\r\n",
                 State::Head,

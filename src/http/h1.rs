@@ -1,29 +1,40 @@
 //! ferrule's own HTTP/1.1 exchange for the common request; hyper for the rest.
 //!
-//! Almost every request a WSGI server sees is an HTTP/1.1 `GET`, or a `POST`
-//! with a small `Content-Length` body. hyper's connection machinery (its
-//! buffers, state machine, service futures and encoder) cost more per such
-//! request than everything else on the Rust side together (issue 5's
-//! profile), so a connection starts here:
+//! Almost every request a WSGI server sees is an HTTP/1.1 (or, behind nginx's
+//! default `proxy_http_version`, HTTP/1.0) `GET`, or a `POST` with a small
+//! `Content-Length` body. hyper's connection machinery (its buffers, state
+//! machine, service futures and encoder) cost more per such request than
+//! everything else on the Rust side together (issue 5's profile), so a
+//! connection starts here:
 //!
 //! 1. Bytes are read straight from the connection into one buffer, and each
 //!    head is parsed with `httparse`. The waits the framer would watch are
 //!    watched here: `--keep-alive` while idle (close quietly),
 //!    `--header-timeout` once a head has started (408). Empty lines before a
 //!    request line are dropped and are no activity.
-//! 2. A head is served here when it is *plain*: HTTP/1.1, not `CONNECT`, no
-//!    `Transfer-Encoding`, no `Expect`, at most one `Content-Length` of at
-//!    most [`INLINE_BODY_MAX`] bytes, within hyper's own field count and head
-//!    size, and within the framer's line rules (every line ends in CRLF, no
-//!    field line over `--limit-request-field-size`). Its body is read whole (within `--body-timeout`: 408 after,
-//!    400 if the client ends it early), the head is checked by
-//!    [`Dispatch::check`], and the request runs through
-//!    [`Dispatch::submit`] like one hyper parsed.
+//! 2. A head is served here when it is *plain*: HTTP/1.1 or HTTP/1.0, not
+//!    `CONNECT`, no `Transfer-Encoding` (hyper refuses it in HTTP/1.0), no
+//!    `Expect`, at most one `Content-Length` of at most [`INLINE_BODY_MAX`]
+//!    bytes, within hyper's own field count and head size, and within the
+//!    framer's line rules (every line ends in CRLF, no field line over
+//!    `--limit-request-field-size`). Its body is read whole (within
+//!    `--body-timeout`: 408 after, 400 if the client ends it early), the head
+//!    is checked by [`Dispatch::check`] (an HTTP/1.0 request needs no
+//!    `Host`), and the request runs through [`Dispatch::submit`] like one
+//!    hyper parsed, with its version (the environ's `SERVER_PROTOCOL`). The
+//!    connection persists after it as hyper decides (RFC 9112 §9.3):
+//!    HTTP/1.1 unless a `Connection` field says `close`, HTTP/1.0 only if one
+//!    says `keep-alive` and none says `close`.
 //! 3. The response is framed by hyper's rules for an HTTP/1.1 server (RFC
-//!    9112 §6): its `Content-Length` when known, else `chunked`; no body for
-//!    `HEAD`, 204 and 304; a `date` field; `connection: close` when the
-//!    request asked for it. Head and body go out in one vectored write when
-//!    the body is ready; stream chunks are gathered while they keep coming.
+//!    9112 §6), byte for byte: its `Content-Length` when known, else
+//!    `chunked`; no body for `HEAD`, 204 and 304; a `date` field;
+//!    `connection: close` when an HTTP/1.1 request asked for it. An HTTP/1.0
+//!    request gets an `HTTP/1.0` status line; `connection: keep-alive` when
+//!    it asked for that (as a token added to the response's own `Connection`
+//!    field, if any, even one that says `close`); and a body of unknown length
+//!    close-delimited, with no framing field: the connection closes after it.
+//!    Head and body go out in one vectored write when the body is ready;
+//!    stream chunks are gathered while they keep coming.
 //!    A body that fails, or ends short of its `Content-Length`, closes the
 //!    connection without completing the message; bytes past the length are
 //!    cut off (never sent, so the framing holds), as hyper does.
@@ -96,8 +107,12 @@ struct Head {
     len: usize,
     /// The `Content-Length` (0 without one).
     body: usize,
-    /// The request asked to close the connection after its response.
-    close: bool,
+    /// The request line says HTTP/1.0 (else HTTP/1.1).
+    http10: bool,
+    /// The connection may carry another request after this one's response
+    /// (RFC 9112 §9.3): HTTP/1.1 unless a `Connection` field says `close`;
+    /// HTTP/1.0 only if one says `keep-alive` and none says `close`.
+    keep_alive: bool,
     /// The method is `HEAD`.
     head_method: bool,
     method: (usize, usize),
@@ -209,7 +224,7 @@ where
                         Err(refused) => refused.into(),
                     },
                 };
-                respond(&mut io, reply, head.head_method, head.close, &mut out).await
+                respond(&mut io, reply, &head, &mut out).await
             });
             watching(exchange, stop_signal.as_mut(), &mut clock).await
         };
@@ -404,7 +419,8 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Hyper,
     };
-    let (Some(method), Some(target), Some(1)) = (request.method, request.path, request.version)
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
     else {
         return Parsed::Hyper;
     };
@@ -416,12 +432,14 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
     let mut head = Head {
         len,
         body: 0,
-        close: false,
+        http10: version == 0,
+        keep_alive: false,
         head_method: method == "HEAD",
         method: span(method.as_bytes()),
         target: span(target.as_bytes()),
     };
     let mut length = None;
+    let (mut close, mut keep_alive) = (false, false);
     spans.clear();
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
@@ -440,15 +458,20 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
                     _ => return Parsed::Hyper,
                 }
             }
+            // In HTTP/1.0 too: hyper refuses it there (400).
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::Hyper,
             6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::Hyper,
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                head.close |= super::framer::has_token(field.value, b"close");
+                close |= super::framer::has_token(field.value, b"close");
+                keep_alive |= super::framer::has_token(field.value, b"keep-alive");
             }
             _ => {}
         }
     }
     head.body = length.map_or(0, |n| n as usize);
+    // RFC 9112 §9.3: HTTP/1.1 persists by default, HTTP/1.0 only when asked
+    // (§C.2.2); a `close` in any field wins, as in hyper.
+    head.keep_alive = !close && (!head.http10 || keep_alive);
     Parsed::Plain(head)
 }
 
@@ -508,7 +531,11 @@ fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<RequestHead, 
     Ok(RequestHead::raw(
         method,
         uri,
-        Version::HTTP_11,
+        if head.http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        },
         bytes,
         spans.to_vec(),
     ))
@@ -521,6 +548,9 @@ enum Framing {
     Length(u64),
     /// The chunked transfer coding (RFC 9112 §7.1).
     Chunked,
+    /// Every byte until the connection closes (RFC 9112 §6.3, point 8): a
+    /// body of unknown length to an HTTP/1.0 request.
+    Close,
 }
 
 /// Write `response`; whether the connection stays open for another request.
@@ -531,8 +561,7 @@ enum Framing {
 async fn respond<S: AsyncWrite + Unpin>(
     io: &mut S,
     reply: Reply,
-    head_method: bool,
-    close: bool,
+    head: &Head,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let Reply { response, lines } = reply;
@@ -542,7 +571,7 @@ async fn respond<S: AsyncWrite + Unpin>(
         ResponseBody::Full(Some(data)) => Some(data.len() as u64),
         ResponseBody::Stream { .. } | ResponseBody::File(_) => None,
     };
-    let (framing, close) = encode_head(&parts, &lines, known, head_method, close, out);
+    let (framing, close) = encode_head(&parts, &lines, known, head, out);
     if framing == Framing::Length(0) {
         write_all(io, &mut [out]).await?;
         return Ok(!close);
@@ -560,7 +589,8 @@ async fn respond<S: AsyncWrite + Unpin>(
 }
 
 /// Send a streamed body after the head in `out`; whether the message was
-/// completed (every declared byte, or the last chunk).
+/// completed (every declared byte, the last chunk, or the end of a
+/// close-delimited body).
 async fn send_body<S: AsyncWrite + Unpin>(
     io: &mut S,
     body: &mut ResponseBody,
@@ -570,8 +600,9 @@ async fn send_body<S: AsyncWrite + Unpin>(
     let mut head = Some(head);
     let mut remaining = match framing {
         Framing::Length(n) => Some(n),
-        Framing::Chunked => None,
+        Framing::Chunked | Framing::Close => None,
     };
+    let chunked = framing == Framing::Chunked;
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     let mut lines: Vec<u8> = Vec::new();
     loop {
@@ -586,12 +617,12 @@ async fn send_body<S: AsyncWrite + Unpin>(
             }
         }
         lines.clear();
-        if remaining.is_none() {
+        if chunked {
             for chunk in batch.iter().filter(|c| !c.is_empty()) {
                 let _ = write!(lines, "{:x}\r\n", chunk.len());
             }
         }
-        let last: &[u8] = if remaining.is_none() && step == Step::End {
+        let last: &[u8] = if chunked && step == Step::End {
             b"0\r\n\r\n"
         } else {
             b""
@@ -603,7 +634,7 @@ async fn send_body<S: AsyncWrite + Unpin>(
             }
             let mut at = 0;
             for chunk in batch.iter().filter(|c| !c.is_empty()) {
-                if remaining.is_none() {
+                if chunked {
                     let end = at + lines[at..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
                     slices.push(&lines[at..end]);
                     at = end;
@@ -720,27 +751,32 @@ fn poll_write_parts<S: AsyncWrite + Unpin>(
     Pin::new(io).poll_write_vectored(cx, slices)
 }
 
-/// Encode the status line and fields of a response to a plain request into
-/// `out` (module docs, point 3): the application's field lines as they are,
-/// then its `content-length` and `connection: close`, then the fields the
-/// server made (the order [`Reply::into_response`] gives hyper). `known` is
-/// the body's length when it is whole. Returns the body's framing and
-/// whether the connection closes after.
+/// Encode the status line and fields of a response to the plain request
+/// `head` into `out` (module docs, point 3): the application's field lines
+/// as they are, then its `content-length` and `connection: close`, then the
+/// fields the server made (the order [`Reply::into_response`] gives hyper).
+/// `known` is the body's length when it is whole. Returns the body's framing
+/// and whether the connection closes after.
 fn encode_head(
     parts: &http::response::Parts,
     lines: &FieldLines,
     known: Option<u64>,
-    head_method: bool,
-    mut close: bool,
+    head: &Head,
     out: &mut Vec<u8>,
 ) -> (Framing, bool) {
     let status = parts.status;
     out.clear();
+    // RFC 9110 §6.2: a server sends a version no higher than the request's
+    // major version; hyper answers an HTTP/1.0 request as HTTP/1.0.
+    out.extend_from_slice(if head.http10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
     let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
     if status == StatusCode::OK && reason.is_none() {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        out.extend_from_slice(b"200 OK\r\n");
     } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
         out.push(b' ');
         match reason {
@@ -749,6 +785,8 @@ fn encode_head(
         }
         out.extend_from_slice(b"\r\n");
     }
+    let head_method = head.head_method;
+    let mut close = !head.keep_alive;
     // RFC 9110 §6.4.1: no content for HEAD, 204 and 304; a 204 or 304
     // carries no Content-Length of its own making.
     let no_content = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
@@ -769,10 +807,14 @@ fn encode_head(
             push_length(out, length);
         }
     }
-    let mut connection = lines.close;
+    // Where the last `connection` field line ends (before its CRLF), and
+    // whether one says `keep-alive`.
+    let mut connection = None;
+    let mut keep_alive_said = false;
     if lines.close {
         close = true;
         push_field(out, b"connection", b"close");
+        connection = Some(out.len() - 2);
     }
     for (name, value) in &parts.headers {
         if name == CONTENT_LENGTH {
@@ -780,14 +822,27 @@ fn encode_head(
                 continue; // a repeat, or a length the (empty) body denies
             }
         } else if name == CONNECTION {
-            connection = true;
             close |= super::framer::has_token(value.as_bytes(), b"close");
+            keep_alive_said |= super::framer::has_token(value.as_bytes(), b"keep-alive");
         } else if name == DATE {
             date = true;
         }
         push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        if name == CONNECTION {
+            connection = Some(out.len() - 2);
+        }
     }
-    if close && !connection {
+    if head.http10 {
+        // An HTTP/1.0 client keeps the connection only when told so (RFC
+        // 9112 §C.2.2); hyper adds the token to the response's own
+        // `Connection` field, even beside a `close` that ends it anyway.
+        if head.keep_alive && !keep_alive_said {
+            match connection {
+                Some(at) => drop(out.splice(at..at, b", keep-alive".iter().copied())),
+                None => push_field(out, b"connection", b"keep-alive"),
+            }
+        }
+    } else if close && connection.is_none() {
         push_field(out, b"connection", b"close");
     }
     let framing = match (framing, known) {
@@ -805,6 +860,12 @@ fn encode_head(
             Framing::Length(n)
         }
         (None, None) if no_content || head_method => Framing::Length(0),
+        (None, None) if head.http10 => {
+            // RFC 9112 §6.1: no Transfer-Encoding in a response to an
+            // HTTP/1.0 request; the end of the connection ends the body.
+            close = true;
+            Framing::Close
+        }
         (None, None) => {
             push_field(out, b"transfer-encoding", b"chunked");
             Framing::Chunked

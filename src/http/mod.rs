@@ -1,9 +1,9 @@
 //! The HTTP/1.1 side: listeners, connections and the hand-off to the application.
 //!
-//! Plain requests (HTTP/1.1 with at most a small `Content-Length` body, the
-//! common case) are served by ferrule's own exchange (`h1`); a connection
-//! that sends anything else is handed to hyper, which owns the rest of
-//! HTTP/1.1 (chunked bodies in, `Expect: 100-continue`, HTTP/1.0). Both frame
+//! Plain requests (HTTP/1.1 or HTTP/1.0 with at most a small `Content-Length`
+//! body, the common case) are served by ferrule's own exchange (`h1`); a
+//! connection that sends anything else is handed to hyper, which owns the
+//! rest of HTTP/1.1 (chunked bodies in, `Expect: 100-continue`). Both frame
 //! responses alike (persistent connections, pipelining, chunked bodies out,
 //! HEAD/204/304 without a body). This module adds what hyper leaves to a
 //! server: the RFC 9112 §3.2 Host rule, graceful shutdown, and the queue of

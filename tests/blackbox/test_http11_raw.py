@@ -142,7 +142,7 @@ def test_http10_response_is_never_chunked(responses_app, path, expected):
         w.send(f"GET {path} HTTP/1.0\r\n\r\n".encode())
         resp = w.read_response()
         assert resp.status == 200
-        assert resp.version in ("HTTP/1.0", "HTTP/1.1")
+        assert resp.version == "HTTP/1.0"
         assert resp.header("Transfer-Encoding") is None
         assert resp.framing in ("length", "close")
         assert resp.body == expected
@@ -157,6 +157,33 @@ def test_http10_one_element_body_gets_content_length(responses_app):
         w.send(b"GET /one HTTP/1.0\r\n\r\n")
         resp = w.read_response()
     assert resp.header("Content-Length") == str(len(b"one element body"))
+
+
+def test_http10_keep_alive_is_kept_when_asked(echo):
+    """ab without -k and nginx's default upstream send HTTP/1.0: the connection
+    persists only with ``Connection: keep-alive``, and the environ says HTTP/1.0."""
+    keep = request("GET", "/ka", [("Connection", "keep-alive")], version="HTTP/1.0")
+    with Wire(echo.port) as w:
+        for _ in range(2):
+            w.send(keep)
+            resp = w.read_response()
+            assert (resp.version, resp.header("Connection")) == ("HTTP/1.0", "keep-alive")
+            assert env_of(resp)["SERVER_PROTOCOL"] == "HTTP/1.0"
+        w.send(request("GET", "/last", version="HTTP/1.0", host=None))
+        resp = w.read_response()
+        assert (resp.version, resp.header("Connection")) == ("HTTP/1.0", None)
+        assert env_of(resp)["SERVER_PROTOCOL"] == "HTTP/1.0"
+        assert w.closed_by_server()
+
+
+def test_http10_keep_alive_ends_with_a_body_of_unknown_length(responses_app):
+    keep = request("GET", "/generator", [("Connection", "keep-alive")], version="HTTP/1.0")
+    with Wire(responses_app.port) as w:
+        w.send(keep + keep)
+        resp = w.read_response()
+        assert (resp.version, resp.framing) == ("HTTP/1.0", "close")
+        assert resp.body == b"gen-a;gen-b;gen-c"
+        assert w.eof
 
 
 def test_http10_request_body(body_app):
