@@ -483,7 +483,7 @@ fn lines_ok(head: &[u8], spans: &[FieldSpan], field_size: usize) -> bool {
     // httparse refuses a CR that does not start a CRLF, so a head with one CR
     // per line (request line, fields, empty line) has no line ended by a bare
     // LF and no empty line before its request line.
-    if bytecount(head, b'\r') != spans.len() + 2 {
+    if memchr::memchr_iter(b'\r', head).count() != spans.len() + 2 {
         return false;
     }
     if field_size == 0 {
@@ -498,11 +498,6 @@ fn lines_ok(head: &[u8], spans: &[FieldSpan], field_size: usize) -> bool {
         .iter()
         .zip(ends)
         .all(|(span, end)| end - span.name.0 <= field_size)
-}
-
-/// How many bytes of `data` are `byte`.
-fn bytecount(data: &[u8], byte: u8) -> usize {
-    data.iter().filter(|&&b| b == byte).count()
 }
 
 /// A `Content-Length` value: 1 to 19 ASCII digits.
