@@ -74,6 +74,80 @@ pub struct StartResponse {
     /// The body is complete but chunks still wait in `overflow`: the channel
     /// closes once they are delivered ([`StartResponse::pump`]).
     ending: bool,
+    /// This object's bound `write` method, made once and kept while the
+    /// object is reused ([`acquire`]); the cycle it makes is broken by
+    /// [`release`], or by the garbage collector ([`StartResponse::__clear__`]).
+    write: Option<Py<PyAny>>,
+}
+
+/// The most finished `start_response` objects kept for reuse.
+const POOL_MAX: usize = 16;
+
+/// Finished `start_response` objects, each with its `write`, that nothing
+/// else references ([`release`]).
+static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>> =
+    pyo3::sync::GILProtected::new(std::cell::RefCell::new(Vec::new()));
+
+/// The `start_response` callable for a new request in `state`: a finished
+/// one from the pool, re-armed, or a new one with its bound `write` made.
+///
+/// A request's `start_response` and `write` cost an object each to make and
+/// to free (a pyclass instance and a bound method, ~800 instructions); a
+/// pooled pair costs neither.
+///
+/// # Errors
+///
+/// The Python error of making a new object (out of memory).
+pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_, StartResponse>> {
+    let pooled = POOL.get(py).borrow_mut().pop();
+    if let Some(start_response) = pooled {
+        let start_response = start_response.into_bound(py);
+        {
+            let mut this = start_response.borrow_mut();
+            let write = this.write.take();
+            *this = state;
+            this.write = write;
+        }
+        return Ok(start_response);
+    }
+    let start_response = Bound::new(py, state)?;
+    let write = start_response.getattr(intern!(py, "write"))?.unbind();
+    start_response.borrow_mut().write = Some(write);
+    Ok(start_response)
+}
+
+/// The request of `start_response` is over: keep it for [`acquire`] when
+/// nothing but this call and its own `write` reference it and nothing but
+/// itself references `write` (the application kept neither, so no one can
+/// see it reused); else break its cycle with `write`, so it is freed with
+/// its last reference. A kept object drops its connection's state now,
+/// except the abort signal (an idle `Notify`) until it is reused.
+pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) {
+    let Ok(write) = start_response
+        .try_borrow_mut()
+        .map(|mut this| this.write.take())
+    else {
+        return; // in use further up the stack: not ours to keep
+    };
+    // References: this call's, and the one `write` holds (a borrow of the
+    // object holds one too, so none is held while counting).
+    let unseen =
+        write.as_ref().is_some_and(|w| w.get_refcnt(py) == 1) && start_response.get_refcnt() == 2;
+    let mut pool = POOL.get(py).borrow_mut();
+    if !unseen || pool.len() >= POOL_MAX {
+        return;
+    }
+    {
+        let mut this = start_response.borrow_mut();
+        this.reply = None;
+        this.sendfile = None;
+        this.stream = None;
+        this.pending = None;
+        this.sent_head = None;
+        this.overflow = std::collections::VecDeque::new();
+        this.write = write;
+    }
+    pool.push(start_response.unbind());
 }
 
 impl StartResponse {
@@ -99,6 +173,7 @@ impl StartResponse {
             inline: false,
             overflow: std::collections::VecDeque::new(),
             ending: false,
+            write: None,
         }
     }
 
@@ -644,8 +719,28 @@ impl StartResponse {
         for warning in &head.warnings {
             errors::log(py, "warning", warning);
         }
-        slf.borrow_mut().pending = Some(head);
-        slf.getattr(intern!(py, "write"))
+        let mut this = slf.borrow_mut();
+        this.pending = Some(head);
+        match &this.write {
+            Some(write) => Ok(write.clone_ref(py).into_bound(py)),
+            None => {
+                drop(this);
+                slf.getattr(intern!(py, "write"))
+            }
+        }
+    }
+
+    /// The garbage collector's view: the bound `write` this object keeps.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Some(write) = &self.write {
+            visit.call(write)?;
+        }
+        Ok(())
+    }
+
+    /// Break the cycle with `write` (the garbage collector's call).
+    fn __clear__(&mut self) {
+        self.write = None;
     }
 
     /// The PEP 3333 write callable: send `data` (bytes) at once.
@@ -714,6 +809,60 @@ mod tests {
             assert_eq!(after, before + 1, "the response holds the bytes object");
             assert_eq!(response.headers()["content-length"], "4097");
             drop(response);
+        });
+    }
+
+    /// A fresh response state on a connection of its own.
+    fn fresh() -> StartResponse {
+        let slot = Arc::new(crate::http::ReplySlot::default());
+        let (reply, _response) = slot.expect();
+        StartResponse::new(reply, Arc::new(Notify::new()), None, false)
+    }
+
+    /// `start_response("200 OK", [])`: its `write`.
+    fn start<'py>(sr: &Bound<'py, StartResponse>) -> PyResult<Bound<'py, PyAny>> {
+        sr.call1(("200 OK", PyList::empty(sr.py())))
+    }
+
+    #[test]
+    fn a_start_response_nobody_kept_is_reused_one_kept_is_not() {
+        Python::with_gil(|py| {
+            let first = acquire(py, fresh()).unwrap();
+            let write = start(&first).unwrap();
+            assert!(
+                write.getattr("__self__").unwrap().is(&first),
+                "its own write"
+            );
+            let address = first.as_ptr();
+            drop(write);
+            let pooled = POOL.get(py).borrow().len();
+            release(py, first);
+            assert_eq!(POOL.get(py).borrow().len(), pooled + 1, "kept");
+            let again = acquire(py, fresh()).unwrap();
+            assert_eq!(again.as_ptr(), address, "reused");
+            assert_eq!(POOL.get(py).borrow().len(), pooled);
+            // Re-armed, not carried over: the new request may start once.
+            let write = start(&again).unwrap();
+            assert!(start(&again).is_err(), "a second start_response is refused");
+            // The application kept `write`: not reused, and its cycle is broken.
+            release(py, again);
+            assert_eq!(POOL.get(py).borrow().len(), pooled);
+            let other = acquire(py, fresh()).unwrap();
+            assert_ne!(other.as_ptr(), address);
+            let kept_self = write.getattr("__self__").unwrap();
+            let kept_self = kept_self.downcast::<StartResponse>().unwrap();
+            assert!(kept_self.borrow().write.is_none());
+            // The application kept `start_response`: not reused either, and
+            // it still works (a bound `write` made on demand).
+            let kept = other.clone();
+            let address = other.as_ptr();
+            release(py, other);
+            assert_eq!(POOL.get(py).borrow().len(), pooled);
+            let next = acquire(py, fresh()).unwrap();
+            assert_ne!(next.as_ptr(), address);
+            let write = start(&kept).unwrap();
+            assert!(write.getattr("__self__").unwrap().is(&kept));
+            release(py, next);
         });
     }
 

@@ -26,7 +26,7 @@ use super::environ::{self, ListenerInfo};
 use super::errors;
 use super::file_wrapper::{FileWrapper, OpenFile};
 use super::input::{EmptyInput, Input};
-use super::start_response::StartResponse;
+use super::start_response::{self, StartResponse};
 use crate::http::{InlineHandler, Job, Peer, RequestHead};
 use crate::supervisor::Scoreboard;
 use crate::wsgi::access_log::{clf_now, AccessFormat, AccessRecord};
@@ -458,7 +458,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
     } = job;
     let head_request = head.method == Method::HEAD;
     let start_response = StartResponse::new(reply, abort, sendfile, head_request);
-    let start_response = match Bound::new(py, start_response) {
+    let start_response = match start_response::acquire(py, start_response) {
         Ok(sr) => sr,
         Err(err) => {
             errors::log_exception(py, "cannot create start_response", &err);
@@ -492,6 +492,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
             start_response
                 .borrow_mut()
                 .fail(py, StatusCode::INTERNAL_SERVER_ERROR);
+            start_response::release(py, start_response);
             return None;
         }
     };
@@ -530,11 +531,11 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
 /// Send the body, call `close()`, end the response, log; never raises: every
 /// failure is logged and answered.
 fn complete(py: Python<'_>, context: &WorkerContext, mut call: Call) {
-    let start_response = call.start_response.bind(py).clone();
+    let start_response = call.start_response.bind(py);
     start_response.borrow_mut().leave_inline(py);
     let file = call.file.take();
     let sent = match &call.result {
-        Ok(iterable) => send_body(py, &start_response, iterable.bind(py), file),
+        Ok(iterable) => send_body(py, start_response, iterable.bind(py), file),
         Err(err) => Err(err.clone_ref(py)),
     };
     end_body(py, context, call, sent);
@@ -616,6 +617,7 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
             environ.as_ref(),
         );
     }
+    start_response::release(py, start_response);
 }
 
 /// Call the iterable's `close()` if it has one.
