@@ -125,14 +125,14 @@ pub(crate) fn build<'py>(
     if !trusted.is_empty() && trusted.trusts(peer.ip()) {
         apply_forwarded(py, &env, head)?;
     }
-    for (key, value) in &vars.fields {
+    for (key, value) in vars.fields() {
         // Only the keys of the static table are interned: interned strings are
         // immortal in CPython 3.12+, and a client chooses the other names.
         match key {
             FieldKey::Common(i) => {
-                env.set_item(common_key(py, *i), common_value(py, *i, value)?)?;
+                env.set_item(common_key(py, i), common_value(py, i, &value)?)?;
             }
-            FieldKey::Built(key) => env.set_item(PyString::new(py, key), latin1(py, value)?)?,
+            FieldKey::Built(key) => env.set_item(PyString::new(py, &key), latin1(py, &value)?)?,
         }
     }
     Ok(env)

@@ -27,7 +27,7 @@ use percent_encoding::percent_decode;
 use crate::http::RequestHead;
 
 /// The per-request CGI variables of one request, as bytes to decode as latin-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RequestVars<'a> {
     /// `REQUEST_METHOD`, e.g. `GET`.
     pub method: &'a str,
@@ -41,8 +41,10 @@ pub struct RequestVars<'a> {
     pub content_type: Option<&'a [u8]>,
     /// `CONTENT_LENGTH`, absent when the request has no `Content-Length` field.
     pub content_length: Option<&'a [u8]>,
-    /// `HTTP_*` keys with their combined values, one entry per field name.
-    pub fields: Vec<(FieldKey, Cow<'a, [u8]>)>,
+    head: &'a RequestHead,
+    /// The [`sketch`] bits two or more field names share: only a name with
+    /// one of them can repeat.
+    shared: u64,
 }
 
 impl<'a> RequestVars<'a> {
@@ -61,50 +63,56 @@ impl<'a> RequestVars<'a> {
             protocol: protocol(head.version),
             content_type: None,
             content_length: None,
-            fields: Vec::with_capacity(head.field_count()),
+            head,
+            shared: 0,
         };
-        // Each line with its name's sketch: only a name whose sketch another
-        // name shares can repeat; the others are read without looking for
-        // their kin.
-        let lines: Vec<(&'a [u8], &'a [u8], u64)> = head
-            .fields()
-            .map(|(name, value)| (name, value, sketch(name)))
-            .collect();
-        let (mut seen, mut shared) = (0u64, 0u64);
-        for &(_, _, bit) in &lines {
-            shared |= seen & bit;
+        let mut seen = 0u64;
+        for (name, value) in head.fields() {
+            let bit = sketch(name);
+            vars.shared |= seen & bit;
             seen |= bit;
-        }
-        for (i, &(name, value, bit)) in lines.iter().enumerate() {
-            let kin = shared & bit != 0;
-            let same =
-                |line: &&(&[u8], &[u8], u64)| line.2 == bit && line.0.eq_ignore_ascii_case(name);
-            if kin && lines[..i].iter().any(|line| same(&line)) {
-                continue; // joined to the first field of its name
-            }
+            // The first of each (a second Content-Type is refused earlier).
             match name.len() {
                 12 if name.eq_ignore_ascii_case(b"content-type") => {
-                    vars.content_type = Some(value);
-                    continue;
+                    vars.content_type = vars.content_type.or(Some(value));
                 }
                 14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    vars.content_length = Some(value);
-                    continue;
+                    vars.content_length = vars.content_length.or(Some(value));
                 }
                 _ => {}
             }
-            if let Some(key) = http_key(name) {
-                let value = if kin {
-                    let values = lines[i..].iter().filter(same).map(|line| line.1);
-                    let cookie = name.eq_ignore_ascii_case(b"cookie");
-                    combined(values, if cookie { b"; " } else { b"," })
-                } else {
-                    Cow::Borrowed(value)
-                };
-                vars.fields.push((key, value));
-            }
         }
         vars
+    }
+
+    /// The `HTTP_*` keys with their values (rules 3 and 4 of the module
+    /// docs): one per field name, in the order names first appear, the
+    /// values of a repeated name joined. Computed as they are taken, with no
+    /// list made.
+    pub fn fields(&self) -> impl Iterator<Item = (FieldKey, Cow<'a, [u8]>)> + '_ {
+        let head = self.head;
+        head.fields()
+            .enumerate()
+            .filter_map(move |(i, (name, value))| {
+                let kin = self.shared & sketch(name) != 0;
+                let same = move |&(other, _): &(&[u8], &[u8])| other.eq_ignore_ascii_case(name);
+                if kin && head.fields().take(i).any(|field| same(&field)) {
+                    return None; // joined to the first field of its name
+                }
+                if matches!(name.len(), 12 | 14)
+                    && (name.eq_ignore_ascii_case(b"content-type")
+                        || name.eq_ignore_ascii_case(b"content-length"))
+                {
+                    return None; // rule 2: no HTTP_ key
+                }
+                let key = http_key(name)?;
+                if !kin {
+                    return Some((key, Cow::Borrowed(value)));
+                }
+                let values = head.fields().skip(i).filter(same).map(|(_, value)| value);
+                let cookie = name.eq_ignore_ascii_case(b"cookie");
+                Some((key, combined(values, if cookie { b"; " } else { b"," })))
+            })
     }
 }
 
@@ -366,11 +374,10 @@ mod tests {
         RequestHead::from_parts(builder.body(()).unwrap().into_parts().0)
     }
 
-    fn field<'a>(vars: &'a RequestVars<'_>, key: &str) -> Option<&'a [u8]> {
-        vars.fields
-            .iter()
+    fn field(vars: &RequestVars<'_>, key: &str) -> Option<Vec<u8>> {
+        vars.fields()
             .find(|(k, _)| k.as_str() == key)
-            .map(|(_, v)| &v[..])
+            .map(|(_, v)| v.into_owned())
     }
 
     #[test]
@@ -417,7 +424,7 @@ mod tests {
         let vars = RequestVars::new(&p, "");
         assert_eq!(vars.content_type, Some(&b"text/plain"[..]));
         assert_eq!(vars.content_length, Some(&b"3"[..]));
-        assert!(vars.fields.is_empty());
+        assert!(vars.fields().next().is_none());
         let p = parts("/", &[]);
         let vars = RequestVars::new(&p, "");
         assert_eq!((vars.content_type, vars.content_length), (None, None));
@@ -436,10 +443,13 @@ mod tests {
             ],
         );
         let vars = RequestVars::new(&p, "");
-        assert_eq!(vars.fields.len(), 3, "one entry per name");
-        assert_eq!(field(&vars, "HTTP_X_MULTI"), Some(&b"a,b"[..]));
-        assert_eq!(field(&vars, "HTTP_X_OTHER"), Some(&b"z"[..]));
-        assert_eq!(field(&vars, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
+        assert_eq!(vars.fields().count(), 3, "one entry per name");
+        assert_eq!(field(&vars, "HTTP_X_MULTI").as_deref(), Some(&b"a,b"[..]));
+        assert_eq!(field(&vars, "HTTP_X_OTHER").as_deref(), Some(&b"z"[..]));
+        assert_eq!(
+            field(&vars, "HTTP_COOKIE").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
     }
 
     #[test]
@@ -457,7 +467,7 @@ mod tests {
         ];
         let head = RequestHead::from_lines("/", &fields);
         let vars = RequestVars::new(&head, "");
-        let keys: Vec<&str> = vars.fields.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<String> = vars.fields().map(|(k, _)| k.as_str().to_owned()).collect();
         assert_eq!(
             keys,
             [
@@ -469,9 +479,15 @@ mod tests {
             ],
             "one key per name, in the order names first appear"
         );
-        assert_eq!(field(&vars, "HTTP_X_MULTI"), Some(&b"a,b,c"[..]));
-        assert_eq!(field(&vars, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
-        assert_eq!(field(&vars, "HTTP_SEC_FETCH_MODE"), Some(&b"navigate"[..]));
+        assert_eq!(field(&vars, "HTTP_X_MULTI").as_deref(), Some(&b"a,b,c"[..]));
+        assert_eq!(
+            field(&vars, "HTTP_COOKIE").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
+        assert_eq!(
+            field(&vars, "HTTP_SEC_FETCH_MODE").as_deref(),
+            Some(&b"navigate"[..])
+        );
         assert_eq!(vars.content_type, Some(&b"text/plain"[..]));
         // hyper's map of the same fields gives the same variables.
         let mut builder = http::Request::builder().uri("/");
@@ -482,8 +498,7 @@ mod tests {
         let from_map = RequestVars::new(&map, "");
         let sorted = |v: &RequestVars<'_>| {
             let mut all: Vec<(String, Vec<u8>)> = v
-                .fields
-                .iter()
+                .fields()
                 .map(|(k, v)| (k.as_str().to_owned(), v.to_vec()))
                 .collect();
             all.sort();
@@ -498,9 +513,9 @@ mod tests {
         assert_eq!(sketch(b"X-Aa-Dz"), sketch(b"x-ba-dZ"));
         let head = RequestHead::from_lines("/", &[("X-Aa-Dz", b"1"), ("X-Ba-Dz", b"2")]);
         let vars = RequestVars::new(&head, "");
-        assert_eq!(vars.fields.len(), 2);
-        assert_eq!(field(&vars, "HTTP_X_AA_DZ"), Some(&b"1"[..]));
-        assert_eq!(field(&vars, "HTTP_X_BA_DZ"), Some(&b"2"[..]));
+        assert_eq!(vars.fields().count(), 2);
+        assert_eq!(field(&vars, "HTTP_X_AA_DZ").as_deref(), Some(&b"1"[..]));
+        assert_eq!(field(&vars, "HTTP_X_BA_DZ").as_deref(), Some(&b"2"[..]));
     }
 
     #[test]
@@ -510,8 +525,11 @@ mod tests {
             &[("x_forwarded_for", b"1.2.3.4"), ("x-name", b"caf\xe9")],
         );
         let vars = RequestVars::new(&p, "");
-        assert_eq!(vars.fields.len(), 1);
-        assert_eq!(field(&vars, "HTTP_X_NAME"), Some(&b"caf\xe9"[..]));
+        assert_eq!(vars.fields().count(), 1);
+        assert_eq!(
+            field(&vars, "HTTP_X_NAME").as_deref(),
+            Some(&b"caf\xe9"[..])
+        );
     }
 
     #[test]
