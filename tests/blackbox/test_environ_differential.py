@@ -389,9 +389,8 @@ class Server:
         raise AssertionError(f"no access log line {self.seen + 1}:\n{self.running.log()}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    access = tmp_path_factory.mktemp("envdiff") / "access.log"
+def serve(directory: Path, *args: str) -> Server:
+    access = directory / "access.log"
     access.touch()
     running = start_ferrule(
         "apps.environ_dump:app",
@@ -403,10 +402,26 @@ def server(tmp_path_factory):
         str(access),
         "--access-logformat",
         ACCESS_FORMAT,
+        *args,
     )
-    yield Server(running, access)
-    running.stop()
-    running.log_path.unlink(missing_ok=True)
+    return Server(running, access)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    served = serve(tmp_path_factory.mktemp("envdiff"))
+    yield served
+    served.running.stop()
+    served.running.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def unlimited(tmp_path_factory):
+    """A server with no --limit-request-field-size: a plain head's names may be long."""
+    served = serve(tmp_path_factory.mktemp("envdiff-unlimited"), "--limit-request-field-size", "0")
+    yield served
+    served.running.stop()
+    served.running.log_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -441,6 +456,23 @@ def without(environ: list[tuple[str, object]], keys: set[str]) -> list[tuple[str
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_environ_is_the_same_on_both_paths(server, case):
+    compare(server, case)
+
+
+# The http crate's HeaderName holds at most 65,535 bytes, and hyper answers a longer
+# name with 431; with no field-size limit such a name fits in a plain head.
+LONG_NAMES = [
+    Case("name-of-65535-bytes", (host(), (b"X-" + b"n" * 65_533, b"v"))),
+    Case("name-of-65536-bytes", (host(), (b"X-" + b"n" * 65_534, b"v")), status=431),
+]
+
+
+@pytest.mark.parametrize("case", LONG_NAMES, ids=[c.name for c in LONG_NAMES])
+def test_a_name_longer_than_hyper_takes_is_refused_both_ways(unlimited, case):
+    compare(unlimited, case)
+
+
+def compare(server: Server, case: Case) -> None:
     assert_plain(case)
     plain = send(server, case.plain())
     forced = send(server, case.forced())
