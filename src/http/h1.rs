@@ -16,11 +16,11 @@
 //!    `CONNECT`, no `Transfer-Encoding` (hyper refuses it in HTTP/1.0), no
 //!    `Expect`, at most one `Content-Length` of at most [`INLINE_BODY_MAX`]
 //!    bytes, within hyper's own field count, head size and name length
-//!    (`NAME_MAX`), and within the framer's line rules (every line ends in
-//!    CRLF, no field line over `--limit-request-field-size`). Its body is
-//!    read whole (within `--body-timeout`: 408 after, 400 if the client ends
-//!    it early), the head is checked by [`Dispatch::check`] (an HTTP/1.0
-//!    request needs no `Host`), and the request runs through
+//!    (`NAME_MAX`), and within the framer's head size and line rules (every
+//!    line ends in CRLF, no field line over `--limit-request-field-size`).
+//!    Its body is read whole (within `--body-timeout`: 408 after, 400 if the
+//!    client ends it early), the head is checked by [`Dispatch::check`] (an
+//!    HTTP/1.0 request needs no `Host`), and the request runs through
 //!    [`Dispatch::submit`] like one hyper parsed, with its version (the
 //!    environ's `SERVER_PROTOCOL`). The connection persists after it as
 //!    hyper decides (RFC 9112 §9.3): HTTP/1.1 unless a `Connection` field
@@ -140,7 +140,9 @@ where
     let mut out = Vec::with_capacity(256);
     let mut spans = Vec::with_capacity(16);
     let max_fields = cx.limits.hyper_max_headers().min(MAX_FIELDS);
-    let max_head = cx.limits.head_buffer();
+    // hyper's buffer may be larger (with raised limits), but the framer in
+    // front of it refuses a head over its own limit.
+    let max_head = cx.limits.head_buffer().min(super::framer::MAX_HEAD);
     let body_timeout = cx.timeouts.body;
     // Registered once and kept: waiting on them again costs a poll, not a
     // new registration per request.
