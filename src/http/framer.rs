@@ -48,8 +48,9 @@ use tokio::time::Instant;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The most bytes a head may take before the framer refuses it (431).
-const MAX_HEAD: usize = 1024 * 1024;
+/// The most bytes a head may take before the framer refuses it (431); the
+/// exchange ([`super::h1`]) serves no larger head either.
+pub(super) const MAX_HEAD: usize = 1024 * 1024;
 
 /// The most field lines of a head the framer parses; a head with more passes
 /// through unjudged, and hyper refuses it by `--limit-request-fields` (431)

@@ -15,16 +15,17 @@
 //! 2. A head is served here when it is *plain*: HTTP/1.1 or HTTP/1.0, not
 //!    `CONNECT`, no `Transfer-Encoding` (hyper refuses it in HTTP/1.0), no
 //!    `Expect`, at most one `Content-Length` of at most [`INLINE_BODY_MAX`]
-//!    bytes, within hyper's own field count and head size, and within the
-//!    framer's line rules (every line ends in CRLF, no field line over
-//!    `--limit-request-field-size`). Its body is read whole (within
-//!    `--body-timeout`: 408 after, 400 if the client ends it early), the head
-//!    is checked by [`Dispatch::check`] (an HTTP/1.0 request needs no
-//!    `Host`), and the request runs through [`Dispatch::submit`] like one
-//!    hyper parsed, with its version (the environ's `SERVER_PROTOCOL`). The
-//!    connection persists after it as hyper decides (RFC 9112 §9.3):
-//!    HTTP/1.1 unless a `Connection` field says `close`, HTTP/1.0 only if one
-//!    says `keep-alive` and none says `close`.
+//!    bytes, within hyper's own field count, head size and name length
+//!    (`NAME_MAX`), and within the framer's head size and line rules (every
+//!    line ends in CRLF, no field line over `--limit-request-field-size`).
+//!    Its body is read whole (within `--body-timeout`: 408 after, 400 if the
+//!    client ends it early), the head is checked by [`Dispatch::check`] (an
+//!    HTTP/1.0 request needs no `Host`), and the request runs through
+//!    [`Dispatch::submit`] like one hyper parsed, with its version (the
+//!    environ's `SERVER_PROTOCOL`). The connection persists after it as
+//!    hyper decides (RFC 9112 §9.3): HTTP/1.1 unless a `Connection` field
+//!    says `close`, HTTP/1.0 only if one says `keep-alive` and none says
+//!    `close`.
 //! 3. The response is framed by hyper's rules for an HTTP/1.1 server (RFC
 //!    9112 §6), byte for byte: its `Content-Length` when known, else
 //!    `chunked`; no body for `HEAD`, 204 and 304; a `date` field;
@@ -71,6 +72,10 @@ use super::{Dispatch, FieldLines, Limits, Origin, Reply, RequestBody, RequestHea
 
 /// The most fields a head served here may have (more: hyper's).
 const MAX_FIELDS: usize = 64;
+
+/// The longest field name the http crate's `HeaderName` holds, in bytes
+/// (`http::header::name::MAX_HEADER_NAME_LEN`); httparse takes any length.
+const NAME_MAX: usize = (1 << 16) - 1;
 
 /// Bytes asked of each read.
 const READ_SIZE: usize = 8 * 1024;
@@ -135,7 +140,9 @@ where
     let mut out = Vec::with_capacity(256);
     let mut spans = Vec::with_capacity(16);
     let max_fields = cx.limits.hyper_max_headers().min(MAX_FIELDS);
-    let max_head = cx.limits.head_buffer();
+    // hyper's buffer may be larger (with raised limits), but the framer in
+    // front of it refuses a head over its own limit.
+    let max_head = cx.limits.head_buffer().min(super::framer::MAX_HEAD);
     let body_timeout = cx.timeouts.body;
     // Registered once and kept: waiting on them again costs a poll, not a
     // new registration per request.
@@ -447,7 +454,8 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
             name: span(name),
             value: span(field.value),
         });
-        // Only four names matter here; their lengths tell them apart cheaply.
+        // Only four names matter here; their lengths tell them apart cheaply
+        // (and rule out a name too long for hyper).
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 if length.is_some() {
@@ -465,6 +473,8 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
                 close |= super::framer::has_token(field.value, b"close");
                 keep_alive |= super::framer::has_token(field.value, b"keep-alive");
             }
+            // A name the http crate cannot hold: hyper answers it (431).
+            len if len > NAME_MAX => return Parsed::Hyper,
             _ => {}
         }
     }
@@ -513,7 +523,8 @@ fn content_length(value: &[u8]) -> Option<u64> {
 /// # Errors
 ///
 /// `bytes` back, when the http crate refuses the method or request-target
-/// (the fields are httparse's to check: a token name, a field-content value).
+/// (the fields are httparse's to check, a token name and a field-content
+/// value, and [`parse`]'s: a name of at most [`NAME_MAX`] bytes).
 fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<RequestHead, Bytes> {
     let (start, len) = head.method;
     let Ok(method) = Method::from_bytes(&bytes[start..start + len]) else {

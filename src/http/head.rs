@@ -54,7 +54,9 @@ impl RequestHead {
     }
 
     /// A head read from `bytes`, whose field lines lie at `spans`; httparse
-    /// checked every name is a token and every value field-content.
+    /// checked every name is a token and every value field-content, and the
+    /// exchange that no name is longer than the http crate's `HeaderName`
+    /// holds (65,535 bytes), so each is a valid `HeaderName` and `HeaderValue`.
     pub(crate) fn raw(
         method: Method,
         uri: Uri,

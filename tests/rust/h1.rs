@@ -260,6 +260,59 @@ fn http10_responses_match_hypers_byte_for_byte() {
 }
 
 #[test]
+fn a_field_name_longer_than_the_http_crate_takes_is_hypers_to_answer() {
+    // With no field-size limit a plain head may hold a name of any length;
+    // the http crate's `HeaderName` takes at most 65,535 bytes, and hyper
+    // answers a longer one with 431. The exchange must not serve it.
+    let limits = http::Limits {
+        field_size: 0,
+        ..http::Limits::default()
+    };
+    let (port, _stop) = start(RunOptions {
+        limits,
+        ..RunOptions::default()
+    });
+    let request = |len: usize| {
+        let name = "n".repeat(len);
+        format!("GET /via HTTP/1.1\r\nHost: a\r\n{name}: v\r\nConnection: close\r\n\r\n")
+    };
+    let reply = exchange(port, request(65_535).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{:?}", &reply[..300]);
+    assert!(reply.ends_with("\r\n\r\nexchange"), "{:?}", &reply[..80]);
+    let reply = exchange(port, request(65_536).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 431 "), "{:?}", &reply[..80]);
+}
+
+#[test]
+fn a_head_over_the_framers_limit_is_refused_as_on_hypers_path() {
+    // With no field-size limit hyper's buffer may hold a head of megabytes,
+    // but the framer in front of it refuses one over 1 MiB (431): so must
+    // the exchange, which hands such a head over.
+    let limits = http::Limits {
+        field_size: 0,
+        ..http::Limits::default()
+    };
+    let (port, _stop) = start(RunOptions {
+        limits,
+        ..RunOptions::default()
+    });
+    let request = |fields: usize| {
+        let value = "v".repeat(50_000);
+        let lines: String = (0..fields).map(|i| format!("x-{i}: {value}\r\n")).collect();
+        format!("GET /via HTTP/1.1\r\nHost: a\r\n{lines}Connection: close\r\n\r\n")
+    };
+    let reply = exchange(port, request(18).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{:?}", &reply[..80]);
+    assert!(reply.ends_with("\r\n\r\nexchange"), "{:?}", &reply[..80]);
+    let reply = exchange(port, request(30).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 431 "), "{:?}", &reply[..80]);
+    assert!(
+        reply.ends_with("the request head is too large\n"),
+        "{reply:?}"
+    );
+}
+
+#[test]
 fn a_pipeline_handed_to_hyper_midway_is_answered_in_order() {
     let (port, _stop) = start(RunOptions::default());
     let reply = exchange(

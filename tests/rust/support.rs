@@ -28,6 +28,7 @@ where
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop = stop_tx.clone();
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    let limits = options.limits;
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -42,7 +43,7 @@ where
         runtime.block_on(async move {
             let listener =
                 http::Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).unwrap());
-            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop, Default::default()));
+            let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop, limits));
             http::run(&[listener], dispatch, stop_rx, options).await;
         });
     });
