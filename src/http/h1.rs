@@ -111,7 +111,8 @@ struct Head {
     http10: bool,
     /// The connection may carry another request after this one's response
     /// (RFC 9112 §9.3): HTTP/1.1 unless a `Connection` field says `close`;
-    /// HTTP/1.0 only if one says `keep-alive` and none says `close`.
+    /// HTTP/1.0 only if one says `keep-alive` and none says `close`
+    /// ([`super::framer::Persistence`], the framer's rule too).
     keep_alive: bool,
     /// The method is `HEAD`.
     head_method: bool,
@@ -439,7 +440,7 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
         target: span(target.as_bytes()),
     };
     let mut length = None;
-    let (mut close, mut keep_alive) = (false, false);
+    let mut persistence = super::framer::Persistence::default();
     spans.clear();
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
@@ -461,17 +462,12 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
             // In HTTP/1.0 too: hyper refuses it there (400).
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::Hyper,
             6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::Hyper,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                close |= super::framer::has_token(field.value, b"close");
-                keep_alive |= super::framer::has_token(field.value, b"keep-alive");
-            }
+            10 if name.eq_ignore_ascii_case(b"connection") => persistence.read(field.value),
             _ => {}
         }
     }
     head.body = length.map_or(0, |n| n as usize);
-    // RFC 9112 §9.3: HTTP/1.1 persists by default, HTTP/1.0 only when asked
-    // (§C.2.2); a `close` in any field wins, as in hyper.
-    head.keep_alive = !close && (!head.http10 || keep_alive);
+    head.keep_alive = persistence.persists(head.http10);
     Parsed::Plain(head)
 }
 

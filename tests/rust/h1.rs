@@ -179,7 +179,12 @@ fn responses_match_hypers_byte_for_byte() {
     let (port, _stop) = start(RunOptions::default());
     for (method, path) in SHAPES {
         // A value with a byte outside ASCII names no token for hyper.
-        for close in ["", "Connection: close\r\n", "Connection: close, \u{e9}\r\n"] {
+        for close in [
+            "",
+            "Connection: close\r\n",
+            "Connection: close\r\nConnection: foo\r\n",
+            "Connection: close, \u{e9}\r\n",
+        ] {
             // Each request is followed by a plain one: the connection's
             // state after the response must be the same too.
             let plain = format!(
@@ -240,6 +245,8 @@ fn http10_responses_match_hypers_byte_for_byte() {
             "Connection: keep-alive\r\n",
             "Connection: close\r\n",
             "Connection: Keep-Alive\r\nConnection: close\r\n",
+            "Connection: close\r\nConnection: keep-alive\r\n",
+            "Connection: keep-alive\r\nConnection: foo\r\n",
             "Connection: keep-alive, \u{e9}\r\n",
         ] {
             // The request after it (HTTP/1.0, no Host: the last one) is
