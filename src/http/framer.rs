@@ -362,7 +362,7 @@ impl Framer {
         let mut chunked = false;
         let mut transfer_encoding = false;
         let http10 = request.version == Some(0);
-        let mut close = http10;
+        let mut persistence = Persistence::default();
         // Only the values of these three names are read, as bytes: a value
         // with bytes outside ASCII matches no token, as in hyper.
         for field in request.headers.iter() {
@@ -377,13 +377,10 @@ impl Framer {
                     .next()
                     .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if field.name.eq_ignore_ascii_case("connection") {
-                close = if http10 {
-                    !has_token(value, b"keep-alive")
-                } else {
-                    has_token(value, b"close")
-                };
+                persistence.read(value);
             }
         }
+        let close = !persistence.persists(http10);
         if transfer_encoding && length.is_some() {
             return Err(bad(
                 "Transfer-Encoding and Content-Length together (RFC 9112 section 6.1)",
@@ -536,6 +533,38 @@ pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
         && value
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// What a request's `Connection` fields say about the connection after it,
+/// read as hyper 1.x reads them: every field counts, in any order.
+///
+/// RFC 9112 §9.3: HTTP/1.1 persists unless a `close` token is present;
+/// HTTP/1.0 persists only with a `keep-alive` token (§C.2.2). hyper
+/// (`proto/h1/role.rs`, `Server::parse`) lets a `close` in any field win over
+/// any `keep-alive`, before or after it, and a field with neither token
+/// changes nothing. The framer ([`Framer`]) and ferrule's own exchange
+/// ([`super::h1`]) both decide by this, so neither can stop following a
+/// connection hyper keeps open, or follow one it closes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Persistence {
+    /// Some field holds `close`.
+    close: bool,
+    /// Some field holds `keep-alive`.
+    keep_alive: bool,
+}
+
+impl Persistence {
+    /// Read the value of one `Connection` field (see [`has_token`]).
+    pub(super) fn read(&mut self, value: &[u8]) {
+        self.close |= has_token(value, b"close");
+        self.keep_alive |= has_token(value, b"keep-alive");
+    }
+
+    /// Whether the connection may carry another request after this one's
+    /// response; `http10`: the request line says HTTP/1.0 (else HTTP/1.1).
+    pub(super) fn persists(self, http10: bool) -> bool {
+        !self.close && (!http10 || self.keep_alive)
+    }
 }
 
 /// What the framer hands hyper in place of a malformed chunk-size line.
@@ -1225,6 +1254,36 @@ mod tests {
                 b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n",
                 State::PassThrough,
             ),
+            // Every `Connection` field counts, as in hyper: a later field
+            // without the token undoes nothing, and `close` wins.
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: foo\r\n\r\n",
+                State::Head,
+            ),
+            (
+                b"GET / HTTP/1.0\r\nConnection: foo\r\nConnection: Keep-Alive\r\n\r\n",
+                State::Head,
+            ),
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: foo\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+                State::PassThrough,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nConnection: foo\r\nConnection: bar\r\n\r\n",
+                State::Head,
+            ),
         ] {
             let framer = Framer::new(8190);
             assert_eq!(
@@ -1233,6 +1292,34 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(raw)
             );
+        }
+    }
+
+    #[test]
+    fn persistence_is_decided_by_every_connection_field() {
+        // (fields, HTTP/1.0 persists, HTTP/1.1 persists): hyper's
+        // `Server::parse` (proto/h1/role.rs) decides the same.
+        for (fields, http10, http11) in [
+            (&[][..], false, true),
+            (&[&b"keep-alive"[..]], true, true),
+            (&[&b"close"[..]], false, false),
+            (&[&b"keep-alive"[..], b"foo"], true, true),
+            (&[&b"foo"[..], b"keep-alive"], true, true),
+            (&[&b"keep-alive"[..], b"close"], false, false),
+            (&[&b"close"[..], b"keep-alive"], false, false),
+            (&[&b"close"[..], b"foo"], false, false),
+            (&[&b"foo, Keep-Alive"[..]], true, true),
+            (&[&b"keep-alive, close"[..]], false, false),
+            // A byte outside visible ASCII: the value names no token.
+            (&[&b"keep-alive, \xe9"[..]], false, true),
+            (&[&b"close, \xe9"[..]], false, true),
+        ] {
+            let mut persistence = Persistence::default();
+            for value in fields {
+                persistence.read(value);
+            }
+            let said = (persistence.persists(true), persistence.persists(false));
+            assert_eq!(said, (http10, http11), "{fields:?}");
         }
     }
 

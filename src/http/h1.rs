@@ -48,7 +48,12 @@
 //! 5. Graceful stop: once the stop flag is set, an idle connection is closed
 //!    after the drain window ([`super::RunOptions::drain_window`]); a
 //!    response in flight is finished first, and a request pipelined behind it
-//!    is started only within the window.
+//!    is started only within the window. Every response from then on says
+//!    `connection: close` ([`Dispatch::submit`]); one whose head is written
+//!    after the window has passed is encoded as if its request had not asked
+//!    for keep-alive, as hyper's is once `graceful_shutdown()` has turned its
+//!    keep-alive off (`proto/h1/conn.rs`, `fix_keep_alive`): no `keep-alive`
+//!    token for an HTTP/1.0 client.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -116,7 +121,8 @@ struct Head {
     http10: bool,
     /// The connection may carry another request after this one's response
     /// (RFC 9112 §9.3): HTTP/1.1 unless a `Connection` field says `close`;
-    /// HTTP/1.0 only if one says `keep-alive` and none says `close`.
+    /// HTTP/1.0 only if one says `keep-alive` and none says `close`
+    /// ([`super::framer::Persistence`], the framer's rule too).
     keep_alive: bool,
     /// The method is `HEAD`.
     head_method: bool,
@@ -213,13 +219,14 @@ where
                 return handoff(io, all, clock.drain_at);
             }
         };
-        // The request, start to end; a stop meanwhile starts the drain window
-        // (the connection closes after this response once it has passed).
-        // Pinned where it is made: moved into `watching`, the whole future
-        // (its largest state, not just what it captured) was copied.
-        let keep = {
+        // The request, then its response; a stop meanwhile starts the drain
+        // window (the connection closes after this response once it has
+        // passed). Each future is pinned where it is made: moved into
+        // `watching`, the whole future (its largest state, not just what it
+        // captured) was copied.
+        let reply = {
             let exchange = std::pin::pin!(async {
-                let reply = match cx.dispatch.check(&request, Some(head.body as u64)) {
+                match cx.dispatch.check(&request, Some(head.body as u64)) {
                     Err(refused) => Reply::from(*refused),
                     Ok(()) => match read_body(&mut io, &mut buf, head.body, body_timeout).await {
                         Ok(body) => {
@@ -230,10 +237,16 @@ where
                         }
                         Err(refused) => refused.into(),
                     },
-                };
-                respond(&mut io, reply, &head, &mut out).await
+                }
             });
             watching(exchange, stop_signal.as_mut(), &mut clock).await
+        };
+        // hyper's keep-alive is off once its graceful shutdown has run
+        // (module docs, point 5).
+        let keep_alive = head.keep_alive && !clock.drained(cx.dispatch.stopping());
+        let keep = {
+            let response = std::pin::pin!(respond(&mut io, reply, &head, keep_alive, &mut out));
+            watching(response, stop_signal.as_mut(), &mut clock).await
         };
         if !matches!(keep, Ok(true)) {
             if keep.is_ok() {
@@ -292,6 +305,20 @@ impl Clock {
     /// the drain window.
     fn start_drain(&mut self) {
         self.drain_at = Some(Instant::now() + self.drain_window);
+    }
+
+    /// Whether the drain window has passed, `stopping` being whether the
+    /// stop flag is set: hyper's connection task calls `graceful_shutdown()`
+    /// then, which turns its keep-alive off ([`super::server`]). A stop not
+    /// noticed yet (it came with the reply) starts the window now.
+    fn drained(&mut self, stopping: bool) -> bool {
+        if !stopping {
+            return false;
+        }
+        if self.drain_at.is_none() {
+            self.start_drain();
+        }
+        self.drain_at.is_some_and(|at| Instant::now() >= at)
     }
 }
 
@@ -446,7 +473,7 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
         target: span(target.as_bytes()),
     };
     let mut length = None;
-    let (mut close, mut keep_alive) = (false, false);
+    let mut persistence = super::framer::Persistence::default();
     spans.clear();
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
@@ -469,19 +496,14 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
             // In HTTP/1.0 too: hyper refuses it there (400).
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::Hyper,
             6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::Hyper,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                close |= super::framer::has_token(field.value, b"close");
-                keep_alive |= super::framer::has_token(field.value, b"keep-alive");
-            }
+            10 if name.eq_ignore_ascii_case(b"connection") => persistence.read(field.value),
             // A name the http crate cannot hold: hyper answers it (431).
             len if len > NAME_MAX => return Parsed::Hyper,
             _ => {}
         }
     }
     head.body = length.map_or(0, |n| n as usize);
-    // RFC 9112 §9.3: HTTP/1.1 persists by default, HTTP/1.0 only when asked
-    // (§C.2.2); a `close` in any field wins, as in hyper.
-    head.keep_alive = !close && (!head.http10 || keep_alive);
+    head.keep_alive = persistence.persists(head.http10);
     Parsed::Plain(head)
 }
 
@@ -559,7 +581,10 @@ enum Framing {
     Close,
 }
 
-/// Write `response`; whether the connection stays open for another request.
+/// Write `response` to the request `head`; whether the connection stays open
+/// for another request. `keep_alive` is the request's
+/// ([`Head::keep_alive`]) unless a stop has turned it off (module docs,
+/// point 5).
 ///
 /// # Errors
 ///
@@ -568,6 +593,7 @@ async fn respond<S: AsyncWrite + Unpin>(
     io: &mut S,
     reply: Reply,
     head: &Head,
+    keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let Reply { response, lines } = reply;
@@ -577,7 +603,7 @@ async fn respond<S: AsyncWrite + Unpin>(
         ResponseBody::Full(Some(data)) => Some(data.len() as u64),
         ResponseBody::Stream { .. } | ResponseBody::File(_) => None,
     };
-    let (framing, close) = encode_head(&parts, &lines, known, head, out);
+    let (framing, close) = encode_head(&parts, &lines, known, head, keep_alive, out);
     if framing == Framing::Length(0) {
         write_all(io, &mut [out]).await?;
         return Ok(!close);
@@ -761,13 +787,16 @@ fn poll_write_parts<S: AsyncWrite + Unpin>(
 /// `head` into `out` (module docs, point 3): the application's field lines
 /// as they are, then its `content-length` and `connection: close`, then the
 /// fields the server made (the order [`Reply::into_response`] gives hyper).
-/// `known` is the body's length when it is whole. Returns the body's framing
-/// and whether the connection closes after.
+/// `known` is the body's length when it is whole; `keep_alive` is whether
+/// the connection may persist as far as the request and the server go (see
+/// [`respond`]). Returns the body's framing and whether the connection
+/// closes after.
 fn encode_head(
     parts: &http::response::Parts,
     lines: &FieldLines,
     known: Option<u64>,
     head: &Head,
+    keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> (Framing, bool) {
     let status = parts.status;
@@ -792,7 +821,7 @@ fn encode_head(
         out.extend_from_slice(b"\r\n");
     }
     let head_method = head.head_method;
-    let mut close = !head.keep_alive;
+    let mut close = !keep_alive;
     // RFC 9110 §6.4.1: no content for HEAD, 204 and 304; a 204 or 304
     // carries no Content-Length of its own making.
     let no_content = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
@@ -842,7 +871,7 @@ fn encode_head(
         // An HTTP/1.0 client keeps the connection only when told so (RFC
         // 9112 §C.2.2); hyper adds the token to the response's own
         // `Connection` field, even beside a `close` that ends it anyway.
-        if head.keep_alive && !keep_alive_said {
+        if keep_alive && !keep_alive_said {
             match connection {
                 Some(at) => drop(out.splice(at..at, b", keep-alive".iter().copied())),
                 None => push_field(out, b"connection", b"keep-alive"),

@@ -85,6 +85,12 @@ fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
             *response.status_mut() = ::http::StatusCode::NOT_MODIFIED;
             headers.insert("etag", "\"x\"".parse().unwrap());
         }
+        "/late" => {
+            // Answered only after a while: a stop meanwhile finds no head
+            // written yet.
+            std::thread::sleep(Duration::from_millis(500));
+            *response.body_mut() = ResponseBody::Full(Some(Bytes::from_static(b"late")));
+        }
         "/close" => {
             headers.insert("connection", "close".parse().unwrap());
             *response.body_mut() = ResponseBody::Full(Some(Bytes::from_static(b"bye")));
@@ -179,7 +185,12 @@ fn responses_match_hypers_byte_for_byte() {
     let (port, _stop) = start(RunOptions::default());
     for (method, path) in SHAPES {
         // A value with a byte outside ASCII names no token for hyper.
-        for close in ["", "Connection: close\r\n", "Connection: close, \u{e9}\r\n"] {
+        for close in [
+            "",
+            "Connection: close\r\n",
+            "Connection: close\r\nConnection: foo\r\n",
+            "Connection: close, \u{e9}\r\n",
+        ] {
             // Each request is followed by a plain one: the connection's
             // state after the response must be the same too.
             let plain = format!(
@@ -240,6 +251,8 @@ fn http10_responses_match_hypers_byte_for_byte() {
             "Connection: keep-alive\r\n",
             "Connection: close\r\n",
             "Connection: Keep-Alive\r\nConnection: close\r\n",
+            "Connection: close\r\nConnection: keep-alive\r\n",
+            "Connection: keep-alive\r\nConnection: foo\r\n",
             "Connection: keep-alive, \u{e9}\r\n",
         ] {
             // The request after it (HTTP/1.0, no Host: the last one) is
@@ -516,6 +529,82 @@ fn the_drain_window_runs_from_the_stop_not_from_the_end_of_the_response() {
     let all = stop_during_a_slow_response(options, Duration::from_millis(100));
     assert!(all.ends_with("2\r\ncd\r\n0\r\n\r\n"), "{all:?}");
     assert_eq!(all.matches("HTTP/1.1").count(), 1, "{all}");
+}
+
+/// Send `request` (for `/late` or `/lines/late`: answered 0.5 s after it
+/// arrives) to a new server, set the stop flag 0.1 s later, and read to the
+/// end.
+fn stop_before_a_late_reply(options: RunOptions, request: &str) -> String {
+    let (port, stop) = start(options);
+    let mut stream = connect(port);
+    stream.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.send_replace(true);
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[test]
+fn a_reply_during_a_stop_says_what_hypers_says() {
+    // The stop flag marks the reply `close` (Dispatch::submit). hyper's
+    // graceful shutdown, once the drain window is over, also turns its
+    // keep-alive off, and then (proto/h1/conn.rs, fix_keep_alive) adds no
+    // `keep-alive` token for an HTTP/1.0 client that asked for one: a
+    // window over before the reply gets `connection: close` alone; one
+    // still open, `connection: close, keep-alive` (the response closes the
+    // connection either way).
+    let windows = [
+        (Duration::ZERO, true),
+        (Duration::from_millis(200), true),
+        (Duration::from_secs(10), false),
+    ];
+    let mut cases = Vec::new();
+    for (window, over) in windows {
+        for path in ["/late", "/lines/late"] {
+            cases.push((
+                window,
+                over,
+                format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+                format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n{HTTP10_TO_HYPER}\r\n"),
+            ));
+            cases.push((
+                window,
+                over,
+                format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n"),
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                ),
+            ));
+        }
+    }
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|(window, _, plain, hyper)| {
+                let options = || RunOptions {
+                    drain_window: *window,
+                    ..RunOptions::default()
+                };
+                let ours = scope.spawn(move || stop_before_a_late_reply(options(), plain));
+                let theirs = scope.spawn(move || stop_before_a_late_reply(options(), hyper));
+                (ours, theirs)
+            })
+            .collect();
+        for ((window, over, plain, _), (ours, theirs)) in cases.iter().zip(runs) {
+            let ours = without_dates(&ours.join().unwrap());
+            let theirs = without_dates(&theirs.join().unwrap());
+            let case = format!("{plain:?}, drain window {window:?}");
+            assert!(ours.ends_with("\r\n\r\nlate"), "{case}: {ours:?}");
+            let connection = if *over || plain.contains("HTTP/1.1") {
+                "\r\nconnection: close\r\n"
+            } else {
+                "\r\nconnection: close, keep-alive\r\n"
+            };
+            assert!(ours.contains(connection), "{case}: {ours:?}");
+            assert_eq!(ours, theirs, "{case}");
+        }
+    });
 }
 
 #[test]

@@ -114,3 +114,63 @@ fn transfer_encoding_with_content_length_is_refused_before_hyper() {
         "{reply}"
     );
 }
+
+#[test]
+fn smuggling_after_an_http10_keep_alive_request_is_refused() {
+    // hyper keeps an HTTP/1.0 connection open when any `Connection` field
+    // says `keep-alive` and none says `close` (proto/h1/role.rs), however
+    // many other fields follow: the framer must go on judging after it. The
+    // `Expect` field hands the first head to hyper and the framer (a plain
+    // one would be served by ferrule's own exchange).
+    let (port, _stop) = start();
+    let reply = exchange(
+        port,
+        b"GET /first HTTP/1.0\r\nConnection: keep-alive\r\nConnection: foo\r\n\
+          Expect: 100-continue\r\n\r\n\
+          POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    let first = reply.find("GET /first 0").expect(&reply);
+    let refused = reply.find("HTTP/1.1 400 Bad Request").expect(&reply);
+    assert!(first < refused, "{reply}");
+    assert!(
+        !reply.contains("POST / ") && !reply.contains("smuggled"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("Transfer-Encoding and Content-Length"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn nothing_is_judged_after_a_request_any_close_ends() {
+    // In HTTP/1.1 (and 1.0) a `close` in any `Connection` field ends the
+    // connection after the response, whatever fields follow it (hyper,
+    // proto/h1/role.rs): the head after it is never read, so it is not
+    // answered, not even with the framer's 400. `Transfer-Encoding` hands
+    // the first head to hyper and the framer.
+    let (port, _stop) = start();
+    for connection in [
+        "Connection: close\r\nConnection: foo\r\n",
+        "Connection: close\r\nConnection: keep-alive\r\n",
+    ] {
+        for version in ["1.0", "1.1"] {
+            let te = if version == "1.1" {
+                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            } else {
+                "Expect: 100-continue\r\n\r\n"
+            };
+            let request = format!(
+                "POST /first HTTP/{version}\r\nHost: a\r\n{connection}{te}\
+                 POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            );
+            let reply = exchange(port, request.as_bytes());
+            let case = format!("HTTP/{version} {connection:?}");
+            assert!(reply.contains("POST /first 0"), "{case}: {reply}");
+            assert_eq!(reply.matches("HTTP/1.").count(), 1, "{case}: {reply}");
+            assert!(!reply.contains(" 400 "), "{case}: {reply}");
+        }
+    }
+}
