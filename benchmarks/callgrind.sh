@@ -45,6 +45,9 @@ fi
 cd "$(dirname "$0")/.."
 rm -f "$OUT" "$OUT".*
 SERVER=${SERVER:-ferrule}
+# str hashes are salted per process, and with them how many probes a dict
+# look-up takes: a fixed seed makes the environ's dict work repeat run to run.
+export PYTHONHASHSEED=${PYTHONHASHSEED:-0}
 case $SERVER in
     ferrule) COMMAND=(.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks/apps'); \
 import $MODULE as m, ferrule; ferrule.serve(m.app, port=$PORT)") ;;

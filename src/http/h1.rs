@@ -512,10 +512,16 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
 /// line, counted raw from its name to its CRLF, is longer than `field_size`
 /// (0: no limit).
 fn lines_ok(head: &[u8], spans: &[FieldSpan], field_size: usize) -> bool {
-    // httparse refuses a CR that does not start a CRLF, so a head with one CR
-    // per line (request line, fields, empty line) has no line ended by a bare
-    // LF and no empty line before its request line.
-    if memchr::memchr_iter(b'\r', head).count() != spans.len() + 2 {
+    // httparse ends a line at its LF (each field name starts right after
+    // one) and refuses a CR that does not start a CRLF, so every line ends in
+    // CRLF when the byte before each such LF is a CR: the head's last two
+    // lines end it as CRLF CRLF, and a CR comes two bytes before each name.
+    // An empty line before the request line is the framer's to judge.
+    let crlf_before = |at: usize| at >= 2 && head[at - 2] == b'\r';
+    if !head.ends_with(b"\r\n\r\n")
+        || matches!(head.first(), Some(b'\r' | b'\n'))
+        || !spans.iter().all(|span| crlf_before(span.name.0))
+    {
         return false;
     }
     if field_size == 0 {
@@ -968,4 +974,69 @@ fn push_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&cached.1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule [`lines_ok`] stands for: no empty line before the request
+    /// line, and a CR before every LF.
+    fn every_line_ends_in_crlf(head: &[u8]) -> bool {
+        !matches!(head.first(), Some(b'\r' | b'\n'))
+            && (0..head.len()).all(|i| head[i] != b'\n' || (i > 0 && head[i - 1] == b'\r'))
+    }
+
+    /// xorshift64: a repeatable stream of numbers below `n`.
+    struct Draws(u64);
+
+    impl Draws {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        fn line_end(&mut self) -> &'static [u8] {
+            if self.below(4) == 0 {
+                b"\n"
+            } else {
+                b"\r\n"
+            }
+        }
+    }
+
+    #[test]
+    fn line_ends_are_judged_as_every_lf_after_a_cr() {
+        let mut draws = Draws(0x9e37_79b9_7f4a_7c15);
+        let mut spans = Vec::new();
+        let (mut plain, mut kept) = (0, 0);
+        for _ in 0..5000 {
+            let mut head = Vec::new();
+            if draws.below(4) == 0 {
+                head.extend_from_slice(draws.line_end());
+            }
+            head.extend_from_slice(b"GET /p HTTP/1.1");
+            head.extend_from_slice(draws.line_end());
+            for i in 0..draws.below(5) {
+                head.extend_from_slice(format!("X-F{i}: v{i}").as_bytes());
+                head.extend_from_slice(draws.line_end());
+            }
+            head.extend_from_slice(draws.line_end());
+            if let Parsed::Plain(parsed) = parse(&head, 64, 1 << 20, &mut spans) {
+                assert_eq!(parsed.len, head.len());
+                let ok = lines_ok(&head, &spans, 0);
+                assert_eq!(
+                    ok,
+                    every_line_ends_in_crlf(&head),
+                    "{:?}",
+                    String::from_utf8_lossy(&head)
+                );
+                plain += 1;
+                kept += usize::from(ok);
+            }
+        }
+        assert!(plain > 4000 && kept > 500 && kept < plain, "{plain} {kept}");
+    }
 }
