@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -28,7 +28,9 @@ use tokio::runtime::Handle;
 #[derive(Debug)]
 pub struct Input {
     body: Option<Incoming>,
-    buffer: BytesMut,
+    /// Read from the body, not yet taken: a body read whole before the call
+    /// is held as it came (no copy); streamed data joins it as it arrives.
+    buffer: Bytes,
     eof: bool,
     runtime: Handle,
     failure: Option<StatusCode>,
@@ -44,11 +46,11 @@ impl Input {
         use hyper::body::Body;
         let (body, buffer) = match body {
             RequestBody::Stream(incoming) if !incoming.is_end_stream() => {
-                (Some(incoming), BytesMut::new())
+                (Some(incoming), Bytes::new())
             }
-            RequestBody::Stream(_) => (None, BytesMut::new()),
+            RequestBody::Stream(_) => (None, Bytes::new()),
             // Read whole before the call (the inline path): nothing left to wait for.
-            RequestBody::Buffered(data) => (None, BytesMut::from(&data[..])),
+            RequestBody::Buffered(data) => (None, data),
         };
         Input {
             eof: body.is_none(),
@@ -127,7 +129,7 @@ impl Input {
                             self.limit
                         )));
                     }
-                    self.buffer.extend_from_slice(&data);
+                    self.append(data);
                 }
                 Ok(())
             }
@@ -138,6 +140,18 @@ impl Input {
                     "reading the request body failed: {err}"
                 )))
             }
+        }
+    }
+
+    /// Add `data` after what is unread: kept as it is when nothing is.
+    fn append(&mut self, data: Bytes) {
+        if self.buffer.is_empty() {
+            self.buffer = data;
+        } else {
+            let mut joined = BytesMut::with_capacity(self.buffer.len() + data.len());
+            joined.extend_from_slice(&self.buffer);
+            joined.extend_from_slice(&data);
+            self.buffer = joined.freeze();
         }
     }
 
