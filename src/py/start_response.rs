@@ -27,6 +27,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
@@ -118,8 +119,8 @@ pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_
 
 /// The request of `start_response` is over: keep it for [`acquire`] when
 /// nothing but this call and its own `write` reference it and nothing but
-/// itself references `write` (the application kept neither, so no one can
-/// see it reused); else break its cycle with `write`, so it is freed with
+/// itself references `write`, not even weakly (the application kept neither,
+/// so no one can see it reused); else break its cycle with `write`, so it is freed with
 /// its last reference. A kept object drops its connection's state now,
 /// except the abort signal (an idle `Notify`) until it is reused.
 pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) {
@@ -130,9 +131,13 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
         return; // in use further up the stack: not ours to keep
     };
     // References: this call's, and the one `write` holds (a borrow of the
-    // object holds one too, so none is held while counting).
-    let unseen =
-        write.as_ref().is_some_and(|w| w.get_refcnt(py) == 1) && start_response.get_refcnt() == 2;
+    // object holds one too, so none is held while counting). A weak reference
+    // to `write` counts for nothing there, yet reaches it: reused, it would
+    // reach the next request's (`start_response` itself takes none).
+    let unseen = write
+        .as_ref()
+        .is_some_and(|w| w.get_refcnt(py) == 1 && !weakly_referenced(w.bind(py)))
+        && start_response.get_refcnt() == 2;
     let mut pool = POOL.get(py).borrow_mut();
     if !unseen || pool.len() >= POOL_MAX {
         return;
@@ -148,6 +153,24 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
         this.write = write;
     }
     pool.push(start_response.unbind());
+}
+
+/// Whether `object` may have weak references (`weakref.ref`, a `WeakSet`,
+/// `weakref.finalize`): true unless its type keeps a weak reference list and
+/// the list is empty.
+fn weakly_referenced(object: &Bound<'_, PyAny>) -> bool {
+    let ptr = object.as_ptr();
+    // SAFETY: `ptr` is a live object (borrowed by `object`, GIL held); when
+    // its type's `tp_weaklistoffset` is positive, the object holds its weak
+    // reference list (NULL when empty) that many bytes from its start
+    // (CPython's `_PyObject_GET_WEAKREFS_LISTPTR_FROM_OFFSET`). A type that
+    // keeps the list elsewhere (offset 0 or negative) counts as weakly
+    // referenced. Not pyo3-ffi 0.25's `PyObject_GET_WEAKREFS_LISTPTR`: it
+    // adds the offset to a `*mut PyObject`, so counts it in objects, not bytes.
+    unsafe {
+        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
+        offset <= 0 || !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
+    }
 }
 
 impl StartResponse {
@@ -863,6 +886,33 @@ mod tests {
             let write = start(&kept).unwrap();
             assert!(write.getattr("__self__").unwrap().is(&kept));
             release(py, next);
+        });
+    }
+
+    #[test]
+    fn a_start_response_whose_write_is_weakly_referenced_is_not_reused() {
+        Python::with_gil(|py| {
+            let weakref = py.import("weakref").unwrap();
+            // New objects, and room in the pool for them.
+            let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
+            let unseen: Vec<_> = (0..4).map(|_| acquire(py, fresh()).unwrap()).collect();
+            for sr in unseen {
+                drop(start(&sr).unwrap());
+                release(py, sr);
+            }
+            assert_eq!(POOL.get(py).borrow().len(), 4, "none weakly referenced");
+            drop(taken);
+            let first = acquire(py, fresh()).unwrap();
+            let write = start(&first).unwrap();
+            let weak = weakref.call_method1("ref", (&write,)).unwrap();
+            drop(write);
+            let pooled = POOL.get(py).borrow().len();
+            release(py, first);
+            assert_eq!(POOL.get(py).borrow().len(), pooled, "not kept");
+            assert!(
+                weak.call0().unwrap().is_none(),
+                "write died with its request"
+            );
         });
     }
 
