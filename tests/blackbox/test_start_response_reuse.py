@@ -293,3 +293,43 @@ def test_a_dead_connection_kept_write_raises_nothing_into_others(server):
         plain_round(client, 5)
         assert client.get(f"/use-kept?k={k}").json()["write"] == "ok"
         plain_round(client, 5)
+
+
+def fill_the_pool(url: str, executor: ThreadPoolExecutor) -> None:
+    """Four requests at once on ``--threads 4``: four objects, all pooled when done."""
+    slow = list(executor.map(lambda _: httpx.get(f"{url}/slow?s=0.3", timeout=TIMEOUT), range(4)))
+    assert [r.content for r in slow] == [b"slow body"] * 4
+
+
+def hunt(url: str, k: str) -> int:
+    """Keep every start_response the garbage collector lists; how many were pooled."""
+    found = httpx.get(f"{url}/hunt?k={k}", timeout=TIMEOUT).content
+    assert found.startswith(b"found ")
+    return int(found.split()[1]) - 1  # the hunting request's own is one
+
+
+def test_an_object_found_through_the_garbage_collector_is_not_handed_out(ferrule_server):
+    # The pooled objects are tracked by the garbage collector, so gc.get_objects()
+    # lists them: one an application took from there must stay its own, not become
+    # the start_response of a later request.
+    server = ferrule_server(APP, *MODES["threads4"])
+    k = key()
+    with ThreadPoolExecutor(4) as executor:
+        fill_the_pool(server.url, executor)
+        assert hunt(server.url, k) >= 2
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        for _ in range(10):
+            assert client.get(f"/is-hunted?k={k}").json() == {"hunted": False}
+
+
+def test_a_write_through_a_found_object_reaches_no_other_response(ferrule_server):
+    server = ferrule_server(APP, *MODES["threads4"])
+    k = key()
+    with ThreadPoolExecutor(4) as executor:
+        fill_the_pool(server.url, executor)
+        assert hunt(server.url, k) >= 2
+        slow = [executor.submit(httpx.get, f"{server.url}/slow?s=1") for _ in range(3)]
+        time.sleep(0.3)  # all three started, and sleep after start_response
+        wrote = httpx.get(f"{server.url}/write-hunted?k={k}", timeout=TIMEOUT)
+        assert wrote.content == b"wrote"
+        assert [f.result().content for f in slow] == [b"slow body"] * 3

@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import sys
+import time
 import weakref
 
 from apps import query
@@ -269,6 +270,35 @@ def echo(environ, start_response):
     return [data]
 
 
+def hunt(environ, start_response):
+    """Keep every ``start_response`` object the garbage collector can list."""
+    kind = type(start_response)
+    found = [o for o in gc.get_objects() if type(o) is kind]
+    slot(environ)["hunted"] = found
+    start_response("200 OK", TEXT)
+    return [b"found %d" % len(found)]
+
+
+def is_hunted(environ, start_response):
+    hunted = slot(environ)["hunted"]
+    return report(start_response, {"hunted": any(h is start_response for h in hunted)})
+
+
+def slow(environ, start_response):
+    start_response("200 OK", TEXT)
+    time.sleep(float(query(environ).get("s", "0.5")))
+    return [b"slow body"]
+
+
+def write_hunted(environ, start_response):
+    """Write into every hunted ``start_response`` but this request's own."""
+    for sr in slot(environ)["hunted"]:
+        if sr is not start_response:
+            attempt(sr.write, b"INJECTED ")
+    start_response("200 OK", TEXT)
+    return [b"wrote"]
+
+
 def forget(environ, start_response):
     KEPT.pop(query(environ).get("k", "-"), None)
     gc.collect()
@@ -301,6 +331,10 @@ ROUTES = {
     "/status": status,
     "/stream": stream,
     "/echo": echo,
+    "/hunt": hunt,
+    "/is-hunted": is_hunted,
+    "/slow": slow,
+    "/write-hunted": write_hunted,
     "/forget": forget,
 }
 
