@@ -100,12 +100,19 @@ static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>
 ///
 /// The Python error of making a new object (out of memory).
 pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_, StartResponse>> {
-    let pooled = POOL.get(py).borrow_mut().pop();
-    if let Some(start_response) = pooled {
+    loop {
+        let pooled = POOL.get(py).borrow_mut().pop();
+        let Some(start_response) = pooled else { break };
         let start_response = start_response.into_bound(py);
+        let write = start_response.borrow_mut().write.take();
+        // The garbage collector lists the pooled objects (`gc.get_objects()`):
+        // one found and kept there since [`release`] is left to its finder,
+        // its cycle with `write` broken as `write` is dropped here.
+        if !unseen(py, &start_response, write.as_ref()) {
+            continue;
+        }
         {
             let mut this = start_response.borrow_mut();
-            let write = this.write.take();
             *this = state;
             this.write = write;
         }
@@ -120,8 +127,8 @@ pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_
 /// The request of `start_response` is over: keep it for [`acquire`] when
 /// nothing but this call and its own `write` reference it and nothing but
 /// itself references `write`, not even weakly (the application kept neither,
-/// so no one can see it reused); else break its cycle with `write`, so it is freed with
-/// its last reference. A kept object drops its connection's state now,
+/// so no one can see it reused); else break its cycle with `write`, so it is
+/// freed with its last reference. A kept object drops its connection's state now,
 /// except the abort signal (an idle `Notify`) until it is reused.
 pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) {
     let Ok(write) = start_response
@@ -130,14 +137,7 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
     else {
         return; // in use further up the stack: not ours to keep
     };
-    // References: this call's, and the one `write` holds (a borrow of the
-    // object holds one too, so none is held while counting). A weak reference
-    // to `write` counts for nothing there, yet reaches it: reused, it would
-    // reach the next request's (`start_response` itself takes none).
-    let unseen = write
-        .as_ref()
-        .is_some_and(|w| w.get_refcnt(py) == 1 && !weakly_referenced(w.bind(py)))
-        && start_response.get_refcnt() == 2;
+    let unseen = unseen(py, &start_response, write.as_ref());
     let mut pool = POOL.get(py).borrow_mut();
     if !unseen || pool.len() >= POOL_MAX {
         return;
@@ -153,6 +153,23 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
         this.write = write;
     }
     pool.push(start_response.unbind());
+}
+
+/// Whether nothing but its `write` and one other holder (the caller's, or
+/// the pool's) references `start_response`, and nothing references `write`,
+/// taken out of it, but the caller, not even weakly: no one else can see the
+/// object reused.
+fn unseen(
+    py: Python<'_>,
+    start_response: &Bound<'_, StartResponse>,
+    write: Option<&Py<PyAny>>,
+) -> bool {
+    // A borrow of the object holds a reference too, so none is held while
+    // counting. A weak reference to `write` counts for nothing in its count,
+    // yet reaches it: reused, it would reach the next request's write
+    // (`start_response` itself takes none).
+    write.is_some_and(|w| w.get_refcnt(py) == 1 && !weakly_referenced(w.bind(py)))
+        && start_response.get_refcnt() == 2
 }
 
 /// Whether `object` may have weak references (`weakref.ref`, a `WeakSet`,
@@ -913,6 +930,27 @@ mod tests {
                 weak.call0().unwrap().is_none(),
                 "write died with its request"
             );
+        });
+    }
+
+    #[test]
+    fn a_pooled_start_response_someone_found_is_not_handed_out() {
+        Python::with_gil(|py| {
+            let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
+            let sr = acquire(py, fresh()).unwrap();
+            drop(start(&sr).unwrap());
+            release(py, sr);
+            // Found while pooled (`gc.get_objects()` lists it) and kept.
+            let found = POOL.get(py).borrow()[0].clone_ref(py);
+            let next = acquire(py, fresh()).unwrap();
+            assert!(!next.is(&found), "a new one");
+            assert!(
+                POOL.get(py).borrow().is_empty(),
+                "the found one left the pool"
+            );
+            assert!(found.borrow(py).write.is_none(), "its cycle is broken");
+            release(py, next);
+            drop(taken);
         });
     }
 
