@@ -27,6 +27,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
@@ -99,12 +100,19 @@ static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>
 ///
 /// The Python error of making a new object (out of memory).
 pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_, StartResponse>> {
-    let pooled = POOL.get(py).borrow_mut().pop();
-    if let Some(start_response) = pooled {
+    loop {
+        let pooled = POOL.get(py).borrow_mut().pop();
+        let Some(start_response) = pooled else { break };
         let start_response = start_response.into_bound(py);
+        let write = start_response.borrow_mut().write.take();
+        // The garbage collector lists the pooled objects (`gc.get_objects()`):
+        // one found and kept there since [`release`] is left to its finder,
+        // its cycle with `write` broken as `write` is dropped here.
+        if !unseen(py, &start_response, write.as_ref()) {
+            continue;
+        }
         {
             let mut this = start_response.borrow_mut();
-            let write = this.write.take();
             *this = state;
             this.write = write;
         }
@@ -118,9 +126,9 @@ pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_
 
 /// The request of `start_response` is over: keep it for [`acquire`] when
 /// nothing but this call and its own `write` reference it and nothing but
-/// itself references `write` (the application kept neither, so no one can
-/// see it reused); else break its cycle with `write`, so it is freed with
-/// its last reference. A kept object drops its connection's state now,
+/// itself references `write`, not even weakly (the application kept neither,
+/// so no one can see it reused); else break its cycle with `write`, so it is
+/// freed with its last reference. A kept object drops its connection's state now,
 /// except the abort signal (an idle `Notify`) until it is reused.
 pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) {
     let Ok(write) = start_response
@@ -129,10 +137,7 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
     else {
         return; // in use further up the stack: not ours to keep
     };
-    // References: this call's, and the one `write` holds (a borrow of the
-    // object holds one too, so none is held while counting).
-    let unseen =
-        write.as_ref().is_some_and(|w| w.get_refcnt(py) == 1) && start_response.get_refcnt() == 2;
+    let unseen = unseen(py, &start_response, write.as_ref());
     let mut pool = POOL.get(py).borrow_mut();
     if !unseen || pool.len() >= POOL_MAX {
         return;
@@ -148,6 +153,41 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
         this.write = write;
     }
     pool.push(start_response.unbind());
+}
+
+/// Whether nothing but its `write` and one other holder (the caller's, or
+/// the pool's) references `start_response`, and nothing references `write`,
+/// taken out of it, but the caller, not even weakly: no one else can see the
+/// object reused.
+fn unseen(
+    py: Python<'_>,
+    start_response: &Bound<'_, StartResponse>,
+    write: Option<&Py<PyAny>>,
+) -> bool {
+    // A borrow of the object holds a reference too, so none is held while
+    // counting. A weak reference to `write` counts for nothing in its count,
+    // yet reaches it: reused, it would reach the next request's write
+    // (`start_response` itself takes none).
+    write.is_some_and(|w| w.get_refcnt(py) == 1 && !weakly_referenced(w.bind(py)))
+        && start_response.get_refcnt() == 2
+}
+
+/// Whether `object` may have weak references (`weakref.ref`, a `WeakSet`,
+/// `weakref.finalize`): true unless its type keeps a weak reference list and
+/// the list is empty.
+fn weakly_referenced(object: &Bound<'_, PyAny>) -> bool {
+    let ptr = object.as_ptr();
+    // SAFETY: `ptr` is a live object (borrowed by `object`, GIL held); when
+    // its type's `tp_weaklistoffset` is positive, the object holds its weak
+    // reference list (NULL when empty) that many bytes from its start
+    // (CPython's `_PyObject_GET_WEAKREFS_LISTPTR_FROM_OFFSET`). A type that
+    // keeps the list elsewhere (offset 0 or negative) counts as weakly
+    // referenced. Not pyo3-ffi 0.25's `PyObject_GET_WEAKREFS_LISTPTR`: it
+    // adds the offset to a `*mut PyObject`, so counts it in objects, not bytes.
+    unsafe {
+        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
+        offset <= 0 || !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
+    }
 }
 
 impl StartResponse {
@@ -863,6 +903,54 @@ mod tests {
             let write = start(&kept).unwrap();
             assert!(write.getattr("__self__").unwrap().is(&kept));
             release(py, next);
+        });
+    }
+
+    #[test]
+    fn a_start_response_whose_write_is_weakly_referenced_is_not_reused() {
+        Python::with_gil(|py| {
+            let weakref = py.import("weakref").unwrap();
+            // New objects, and room in the pool for them.
+            let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
+            let unseen: Vec<_> = (0..4).map(|_| acquire(py, fresh()).unwrap()).collect();
+            for sr in unseen {
+                drop(start(&sr).unwrap());
+                release(py, sr);
+            }
+            assert_eq!(POOL.get(py).borrow().len(), 4, "none weakly referenced");
+            drop(taken);
+            let first = acquire(py, fresh()).unwrap();
+            let write = start(&first).unwrap();
+            let weak = weakref.call_method1("ref", (&write,)).unwrap();
+            drop(write);
+            let pooled = POOL.get(py).borrow().len();
+            release(py, first);
+            assert_eq!(POOL.get(py).borrow().len(), pooled, "not kept");
+            assert!(
+                weak.call0().unwrap().is_none(),
+                "write died with its request"
+            );
+        });
+    }
+
+    #[test]
+    fn a_pooled_start_response_someone_found_is_not_handed_out() {
+        Python::with_gil(|py| {
+            let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
+            let sr = acquire(py, fresh()).unwrap();
+            drop(start(&sr).unwrap());
+            release(py, sr);
+            // Found while pooled (`gc.get_objects()` lists it) and kept.
+            let found = POOL.get(py).borrow()[0].clone_ref(py);
+            let next = acquire(py, fresh()).unwrap();
+            assert!(!next.is(&found), "a new one");
+            assert!(
+                POOL.get(py).borrow().is_empty(),
+                "the found one left the pool"
+            );
+            assert!(found.borrow(py).write.is_none(), "its cycle is broken");
+            release(py, next);
+            drop(taken);
         });
     }
 

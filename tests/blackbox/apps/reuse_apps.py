@@ -1,0 +1,347 @@
+"""``app`` keeps ``start_response``, ``write`` and their traces across requests.
+
+ferrule reuses the ``start_response`` of a finished request when nothing kept it
+(``src/py/start_response.rs``). Each path here keeps something in :data:`KEPT` under
+the ``k`` query parameter, and a later request inspects or uses it and answers with a
+JSON report. With ``--threads 1`` every request runs on one thread, so a kept object
+is looked at strictly after the request that kept it has ended.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import weakref
+
+from apps import query
+
+TEXT = [("Content-Type", "text/plain")]
+JSON = [("Content-Type", "application/json")]
+
+KEPT: dict[str, dict] = {}
+
+
+def slot(environ) -> dict:
+    return KEPT.setdefault(query(environ).get("k", "-"), {})
+
+
+def report(start_response, data: dict):
+    body = json.dumps(data, sort_keys=True).encode()
+    start_response("200 OK", [*JSON, ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def attempt(fn, *args) -> str:
+    """Call ``fn(*args)``: ``"ok"`` or the exception's type name."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the report names it
+        return type(exc).__name__
+    return "ok"
+
+
+def plain(environ, start_response):
+    start_response("200 OK", TEXT)
+    return [b"plain"]
+
+
+def keep_start_response(environ, start_response):
+    slot(environ)["sr"] = start_response
+    start_response("200 OK", TEXT)
+    return [b"kept start_response"]
+
+
+def keep_write(environ, start_response):
+    slot(environ)["write"] = start_response("200 OK", TEXT)
+    return [b"kept write"]
+
+
+def keep_unstarted(environ, start_response):
+    # Kept, but never called: the request fails (500) without a head.
+    slot(environ)["sr"] = start_response
+    raise RuntimeError("reuse-apps-failed-on-purpose")
+
+
+def use_kept(environ, start_response):
+    kept = slot(environ)
+    data = {}
+    if "sr" in kept:
+        sr = kept["sr"]
+        data["sr_is_this"] = sr is start_response
+        data["sr_call"] = attempt(sr, "200 OK", [])
+        data["sr_write_self"] = sr.write.__self__ is sr
+        data["sr_write"] = attempt(sr.write, b"leaked?")
+    if "write" in kept:
+        write = kept["write"]
+        data["write_self_is_this"] = write.__self__ is start_response
+        data["write"] = attempt(write, b"leaked?")
+        data["write_str"] = attempt(write, "text")
+    return report(start_response, data)
+
+
+def weak_write(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    kept = slot(environ)
+    kept["ref"] = weakref.ref(write)
+    kept["finalized"] = False
+
+    def finalized():
+        kept["finalized"] = True
+
+    weakref.finalize(write, finalized)
+    return [b"weak write"]
+
+
+def check_weak(environ, start_response):
+    kept = slot(environ)
+    target = kept["ref"]()
+    data = {
+        "alive": target is not None,
+        "finalized": kept["finalized"],
+        "is_this_write": target is not None and target.__self__ is start_response,
+    }
+    return report(start_response, data)
+
+
+def weak_start_response(environ, start_response):
+    start_response("200 OK", TEXT)
+    return [attempt(weakref.ref, start_response).encode()]
+
+
+def inject(environ, start_response):
+    """Call the write of a weakly referenced, finished request, if it is still alive."""
+    kept = slot(environ)
+    start_response("200 OK", TEXT)
+    target = kept["ref"]()
+    if target is not None:
+        target(b"INJECTED ")
+    return [b"own body"]
+
+
+def kept_environ(environ, start_response):
+    environ["reuse.start_response"] = start_response
+    slot(environ)["environ"] = environ
+    start_response("200 OK", TEXT)
+    return [b"kept environ"]
+
+
+def use_kept_environ(environ, start_response):
+    sr = slot(environ)["environ"]["reuse.start_response"]
+    data = {"sr_is_this": sr is start_response, "sr_call": attempt(sr, "200 OK", [])}
+    return report(start_response, data)
+
+
+def closure(environ, start_response):
+    write = start_response("200 OK", TEXT)
+
+    def body():
+        write(b"w1 ")
+        yield b"g1 "
+        gc.collect()
+        write(b"w2 ")
+        yield b"g2"
+
+    gen = body()
+    slot(environ)["gen"] = gen
+    return gen
+
+
+def close_stash(environ, start_response):
+    kept = slot(environ)
+
+    class Body:
+        def __iter__(self):
+            yield b"close stash"
+
+        def close(self):
+            kept["sr"] = start_response
+            gc.collect()
+
+    start_response("200 OK", TEXT)
+    return Body()
+
+
+def exc_info(environ, start_response):
+    start_response("200 OK", TEXT)
+    try:
+        raise ValueError("replaced")
+    except ValueError:
+        start_response("503 Service Unavailable", TEXT, sys.exc_info())
+    return [b"exc_info replaced the head"]
+
+
+def exc_info_late(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    write(b"sent ")
+    try:
+        raise ValueError("too late")
+    except ValueError:
+        start_response("500 Internal Server Error", TEXT, sys.exc_info())
+    return [b"unreachable"]
+
+
+def raise_after(environ, start_response):
+    start_response("200 OK", TEXT)
+    raise RuntimeError("reuse-apps-failed-on-purpose")
+
+
+def raise_in_body(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    write(b"partial")
+
+    def body():
+        yield b" more"
+        raise RuntimeError("reuse-apps-failed-on-purpose")
+
+    return body()
+
+
+def gc_everywhere(environ, start_response):
+    gc.collect()
+    write = start_response("200 OK", TEXT)
+    gc.collect()
+    del write
+
+    class Body:
+        def __iter__(self):
+            gc.collect()
+            yield b"gc "
+            gc.collect()
+            yield b"everywhere"
+
+        def close(self):
+            gc.collect()
+
+    return Body()
+
+
+def ident(environ, start_response):
+    data = {
+        "id": id(start_response),
+        "refcount": sys.getrefcount(start_response),
+        "tracked": gc.is_tracked(start_response),
+        "referents": [type(r).__name__ for r in gc.get_referents(start_response)],
+    }
+    return report(start_response, data)
+
+
+def write_calls(environ, start_response):
+    q = query(environ)
+    n = int(q.get("n", "3"))
+    tag = q.get("tag", "x").encode()
+    write = start_response("200 OK", TEXT)
+    for i in range(n):
+        write(b"%s-%d;" % (tag, i))
+    return [b"end-" + tag]
+
+
+def file_body(environ, start_response):
+    path = os.environ["REUSE_FILE"]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](open(path, "rb"), 65536)  # noqa: SIM115
+
+
+def status(environ, start_response):
+    code = query(environ).get("s", "200")
+    start_response(f"{code} Whatever", TEXT)
+    return [b"status body"]
+
+
+def stream(environ, start_response):
+    """``n`` blocks of 64 KiB, each written then yielded: a body to walk away from."""
+    n = int(query(environ).get("n", "64"))
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    def body():
+        for i in range(n):
+            write(bytes([i % 256]) * 32768)
+            yield bytes([i % 256]) * 32768
+
+    return body()
+
+
+def echo(environ, start_response):
+    data = environ["wsgi.input"].read()
+    write = start_response("200 OK", TEXT)
+    write(b"echo:")
+    return [data]
+
+
+def hunt(environ, start_response):
+    """Keep every ``start_response`` object the garbage collector can list."""
+    kind = type(start_response)
+    found = [o for o in gc.get_objects() if type(o) is kind]
+    slot(environ)["hunted"] = found
+    start_response("200 OK", TEXT)
+    return [b"found %d" % len(found)]
+
+
+def is_hunted(environ, start_response):
+    hunted = slot(environ)["hunted"]
+    return report(start_response, {"hunted": any(h is start_response for h in hunted)})
+
+
+def slow(environ, start_response):
+    start_response("200 OK", TEXT)
+    time.sleep(float(query(environ).get("s", "0.5")))
+    return [b"slow body"]
+
+
+def write_hunted(environ, start_response):
+    """Write into every hunted ``start_response`` but this request's own."""
+    for sr in slot(environ)["hunted"]:
+        if sr is not start_response:
+            attempt(sr.write, b"INJECTED ")
+    start_response("200 OK", TEXT)
+    return [b"wrote"]
+
+
+def forget(environ, start_response):
+    KEPT.pop(query(environ).get("k", "-"), None)
+    gc.collect()
+    start_response("200 OK", TEXT)
+    return [b"forgotten"]
+
+
+ROUTES = {
+    "/plain": plain,
+    "/keep-sr": keep_start_response,
+    "/keep-write": keep_write,
+    "/keep-unstarted": keep_unstarted,
+    "/use-kept": use_kept,
+    "/weak-write": weak_write,
+    "/check-weak": check_weak,
+    "/weak-sr": weak_start_response,
+    "/inject": inject,
+    "/kept-environ": kept_environ,
+    "/use-kept-environ": use_kept_environ,
+    "/closure": closure,
+    "/close-stash": close_stash,
+    "/exc-info": exc_info,
+    "/exc-info-late": exc_info_late,
+    "/raise-after": raise_after,
+    "/raise-in-body": raise_in_body,
+    "/gc": gc_everywhere,
+    "/ident": ident,
+    "/write-calls": write_calls,
+    "/file": file_body,
+    "/status": status,
+    "/stream": stream,
+    "/echo": echo,
+    "/hunt": hunt,
+    "/is-hunted": is_hunted,
+    "/slow": slow,
+    "/write-hunted": write_hunted,
+    "/forget": forget,
+}
+
+
+def app(environ, start_response):
+    route = ROUTES.get(environ["PATH_INFO"])
+    if route is None:
+        start_response("404 Not Found", TEXT)
+        return [b"no such route"]
+    return route(environ, start_response)
