@@ -852,6 +852,10 @@ mod tests {
         });
     }
 
+    /// Held by each test that counts the pool (taken before the GIL): code
+    /// that runs Python may let another test thread take the GIL midway.
+    static POOL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// A fresh response state on a connection of its own.
     fn fresh() -> StartResponse {
         let slot = Arc::new(crate::http::ReplySlot::default());
@@ -866,6 +870,7 @@ mod tests {
 
     #[test]
     fn a_start_response_nobody_kept_is_reused_one_kept_is_not() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         Python::with_gil(|py| {
             let first = acquire(py, fresh()).unwrap();
             let write = start(&first).unwrap();
@@ -908,6 +913,7 @@ mod tests {
 
     #[test]
     fn a_start_response_whose_write_is_weakly_referenced_is_not_reused() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         Python::with_gil(|py| {
             let weakref = py.import("weakref").unwrap();
             // New objects, and room in the pool for them.
@@ -935,6 +941,7 @@ mod tests {
 
     #[test]
     fn a_pooled_start_response_someone_found_is_not_handed_out() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         Python::with_gil(|py| {
             let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
             let sr = acquire(py, fresh()).unwrap();
