@@ -156,3 +156,20 @@ def ferrule_server() -> Iterator:
     for server in started:
         server.stop()
         server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def tls_pems(tmp_path_factory) -> dict[str, Path]:
+    """A test CA and a certificate for 127.0.0.1 signed by it, as PEM files:
+    ``{"ca": ..., "cert": ... (the chain), "key": ...}``."""
+    import trustme
+
+    ca = trustme.CA()
+    folder = tmp_path_factory.mktemp("tls-pems")
+    cert = ca.issue_cert("127.0.0.1")
+    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
+    ca.cert_pem.write_to_path(paths["ca"])
+    cert.private_key_pem.write_to_path(paths["key"])
+    for i, blob in enumerate(cert.cert_chain_pems):
+        blob.write_to_path(paths["cert"], append=i > 0)
+    return paths

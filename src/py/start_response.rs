@@ -308,7 +308,11 @@ impl StartResponse {
     /// Whether more body bytes would reach the client (false for HEAD, after a
     /// disconnect, or once the declared Content-Length is complete).
     pub(crate) fn wants_body(&self) -> bool {
-        !(self.disconnected || (self.sent && (self.no_body || self.remaining == Some(0))))
+        // `ending`: the body is complete and only waits to be delivered; a
+        // `write` kept and called later must not add to it.
+        !(self.disconnected
+            || self.ending
+            || (self.sent && (self.no_body || self.remaining == Some(0))))
     }
 
     /// The application's declared Content-Length, if start_response was called.
@@ -861,6 +865,29 @@ mod tests {
         let slot = Arc::new(crate::http::ReplySlot::default());
         let (reply, _response) = slot.expect();
         StartResponse::new(reply, Arc::new(Notify::new()), None, false)
+    }
+
+    #[test]
+    fn a_write_after_the_body_ended_adds_nothing_while_it_drains() {
+        Python::with_gil(|py| {
+            let slot = Arc::new(crate::http::ReplySlot::default());
+            let (reply, _response) = slot.expect();
+            let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
+            sr.set_inline();
+            sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
+            // More chunks than the channel holds: the rest wait in `overflow`.
+            for _ in 0..64 {
+                sr.send(py, Bytes::from_static(b"chunk")).unwrap();
+            }
+            let waiting = sr.overflow.len();
+            assert!(waiting > 0, "the channel is full");
+            sr.finish(py).unwrap();
+            assert!(sr.ending, "the body waits to be delivered");
+            // A write kept from this request, called by a later one.
+            sr.send(py, Bytes::from_static(b"INJECTED")).unwrap();
+            assert_eq!(sr.overflow.len(), waiting, "nothing added after the end");
+            assert_eq!(sr.bytes_sent, 64 * 5);
+        });
     }
 
     /// `start_response("200 OK", [])`: its `write`.

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 from apps import wait_events
 from apps.advisory_apps import fd_count, worker_pids
 from conftest import ServerPool
@@ -395,27 +394,14 @@ def test_unix_socket(ferrule_server, files, tmp_path):
     assert srv.proc.poll() is None
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    ca = trustme.CA()
-    folder = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("127.0.0.1")
-    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
-    ca.cert_pem.write_to_path(paths["ca"])
-    cert.private_key_pem.write_to_path(paths["key"])
-    for i, blob in enumerate(cert.cert_chain_pems):
-        blob.write_to_path(paths["cert"], append=i > 0)
-    return paths
-
-
 @pytest.mark.parametrize("threads", ["1", "4"])
-def test_tls_keeps_the_read_path(ferrule_server, files, tls, threads, tmp_path):
+def test_tls_keeps_the_read_path(ferrule_server, files, tls_pems, threads, tmp_path):
     srv = ferrule_server(
-        "--certfile", str(tls["cert"]), "--keyfile", str(tls["key"]), "--threads", threads,
-        "--env", f"FERRULE_TEST_DIR={files.dir}", APP,
+        "--certfile", str(tls_pems["cert"]), "--keyfile", str(tls_pems["key"]),
+        "--threads", threads, "--env", f"FERRULE_TEST_DIR={files.dir}", APP,
     )  # fmt: skip
     url = f"https://127.0.0.1:{srv.port}"
-    trusted = ssl.create_default_context(cafile=str(tls["ca"]))
+    trusted = ssl.create_default_context(cafile=str(tls_pems["ca"]))
     with httpx.Client(base_url=url, verify=trusted, timeout=TIMEOUT) as client:
         for name, data in files.data.items():
             assert client.get(f"/{name}").content == data, name
@@ -425,7 +411,7 @@ def test_tls_keeps_the_read_path(ferrule_server, files, tls, threads, tmp_path):
     if CURL:
         out = tmp_path / "out"
         subprocess.run(
-            [CURL, "-sS", "--cacert", str(tls["ca"]), "-o", str(out), f"{url}/s5m3"],
+            [CURL, "-sS", "--cacert", str(tls_pems["ca"]), "-o", str(out), f"{url}/s5m3"],
             timeout=TIMEOUT,
             check=True,
         )

@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import trustme
 from apps.wire import Wire
 from conftest import ServerPool
 
@@ -38,19 +37,6 @@ def served_file(tmp_path_factory):
     data = random.Random(7).randbytes(FILE_SIZE)
     path.write_bytes(data)
     return path, data
-
-
-@pytest.fixture(scope="module")
-def pems(tmp_path_factory):
-    ca = trustme.CA()
-    folder = tmp_path_factory.mktemp("reuse-tls")
-    cert = ca.issue_cert("127.0.0.1")
-    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
-    ca.cert_pem.write_to_path(paths["ca"])
-    cert.private_key_pem.write_to_path(paths["key"])
-    for i, blob in enumerate(cert.cert_chain_pems):
-        blob.write_to_path(paths["cert"], append=i > 0)
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -227,13 +213,13 @@ def test_files_and_their_head_go_round_the_pool(client, served_file):
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_files_over_tls_are_handed_over_and_back(pool, pems, served_file, mode):
+def test_files_over_tls_are_handed_over_and_back(pool, tls_pems, served_file, mode):
     # TLS cannot sendfile(2): inline, the response moves to a worker thread.
     server = pool.get(
-        APP, *MODES[mode], "--certfile", str(pems["cert"]), "--keyfile", str(pems["key"])
+        APP, *MODES[mode], "--certfile", str(tls_pems["cert"]), "--keyfile", str(tls_pems["key"])
     )
     _, data = served_file
-    trusted = ssl.create_default_context(cafile=str(pems["ca"]))
+    trusted = ssl.create_default_context(cafile=str(tls_pems["ca"]))
     with httpx.Client(
         base_url=f"https://127.0.0.1:{server.port}", verify=trusted, timeout=TIMEOUT
     ) as client:

@@ -272,19 +272,24 @@ fn http10_responses_match_hypers_byte_for_byte() {
     }
 }
 
+/// A server with `--limit-request-field-size 0`.
+fn start_without_field_size_limit() -> (u16, tokio::sync::watch::Sender<bool>) {
+    let limits = http::Limits {
+        field_size: 0,
+        ..http::Limits::default()
+    };
+    start(RunOptions {
+        limits,
+        ..RunOptions::default()
+    })
+}
+
 #[test]
 fn a_field_name_longer_than_the_http_crate_takes_is_hypers_to_answer() {
     // With no field-size limit a plain head may hold a name of any length;
     // the http crate's `HeaderName` takes at most 65,535 bytes, and hyper
     // answers a longer one with 431. The exchange must not serve it.
-    let limits = http::Limits {
-        field_size: 0,
-        ..http::Limits::default()
-    };
-    let (port, _stop) = start(RunOptions {
-        limits,
-        ..RunOptions::default()
-    });
+    let (port, _stop) = start_without_field_size_limit();
     let request = |len: usize| {
         let name = "n".repeat(len);
         format!("GET /via HTTP/1.1\r\nHost: a\r\n{name}: v\r\nConnection: close\r\n\r\n")
@@ -301,14 +306,7 @@ fn a_head_over_the_framers_limit_is_refused_as_on_hypers_path() {
     // With no field-size limit hyper's buffer may hold a head of megabytes,
     // but the framer in front of it refuses one over 1 MiB (431): so must
     // the exchange, which hands such a head over.
-    let limits = http::Limits {
-        field_size: 0,
-        ..http::Limits::default()
-    };
-    let (port, _stop) = start(RunOptions {
-        limits,
-        ..RunOptions::default()
-    });
+    let (port, _stop) = start_without_field_size_limit();
     let request = |fields: usize| {
         let value = "v".repeat(50_000);
         let lines: String = (0..fields).map(|i| format!("x-{i}: {value}\r\n")).collect();
