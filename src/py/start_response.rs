@@ -137,9 +137,10 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
     else {
         return; // in use further up the stack: not ours to keep
     };
-    let unseen = unseen(py, &start_response, write.as_ref());
-    let mut pool = POOL.get(py).borrow_mut();
-    if !unseen || pool.len() >= POOL_MAX {
+    // No borrow of the pool is held while `write` may be dropped: its last
+    // reference going can run Python code (a `weakref.finalize` callback),
+    // and with it another thread's `acquire`.
+    if !unseen(py, &start_response, write.as_ref()) || POOL.get(py).borrow().len() >= POOL_MAX {
         return;
     }
     {
@@ -152,7 +153,7 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
         this.overflow = std::collections::VecDeque::new();
         this.write = write;
     }
-    pool.push(start_response.unbind());
+    POOL.get(py).borrow_mut().push(start_response.unbind());
 }
 
 /// Whether nothing but its `write` and one other holder (the caller's, or
