@@ -7,6 +7,8 @@
 #        SERVER=fastwsgi benchmarks/callgrind.sh ...  count a peer instead: fastwsgi or bjoern
 #                                                     (benchmarks/.venv), limit (hyper, no
 #                                                     Python) or raw (httparse, no hyper)
+#        VALGRIND_ARGS=--cache-sim=yes benchmarks/callgrind.sh ...  also count cache misses
+#                                                     (I1mr, D1mr, ... in callgrind_annotate)
 #
 # Serves benchmarks/apps/MODULE.py with ferrule.serve() (one thread: the inline path)
 # under valgrind, loads it with wrk for 3 s untimed, then counts instructions over
@@ -58,7 +60,7 @@ import $MODULE as m, ferrule; ferrule.serve(m.app, port=$PORT)") ;;
     raw) COMMAND=(benchmarks/limit/target/release/ferrule-bench-raw --bind "127.0.0.1:$PORT") ;;
     *) echo "SERVER is ferrule, fastwsgi, bjoern, limit or raw" >&2; exit 2 ;;
 esac
-valgrind --tool=callgrind --callgrind-out-file="$OUT" --instr-atstart=no \
+valgrind --tool=callgrind --callgrind-out-file="$OUT" --instr-atstart=no ${VALGRIND_ARGS:-} \
     "${COMMAND[@]}" > "$OUT.log" 2>&1 &
 VALGRIND=$!
 for _ in $(seq 60); do curl -s -o /dev/null "$URL" && break; sleep 1; done
