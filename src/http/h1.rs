@@ -150,12 +150,18 @@ where
     // front of it refuses a head over its own limit.
     let max_head = cx.limits.head_buffer().min(super::framer::MAX_HEAD);
     let body_timeout = cx.timeouts.body;
-    // Registered once and kept: waiting on them again costs a poll, not a
-    // new registration per request.
+    // Registered once and kept: waiting on them again costs at most a poll,
+    // not a new registration per request, and no poll while nothing changed
+    // ([`Kept`]).
+    let stop_seen = stop.clone();
     let stop_signal = stopped(stop);
     tokio::pin!(stop_signal);
+    let mut stop_signal = Kept::new(stop_signal, move |_| {
+        stop_seen.has_changed().unwrap_or(false)
+    });
     let timer = tokio::time::sleep(FAR);
     tokio::pin!(timer);
+    let mut timer = Kept::new(timer, tokio::time::Sleep::is_elapsed);
     let now = Instant::now();
     let mut clock = Clock {
         timeouts: cx.timeouts,
@@ -182,13 +188,7 @@ where
                     _ => return handoff(io, buf, clock.drain_at),
                 }
             }
-            let wait = read_more(
-                &mut io,
-                &mut buf,
-                stop_signal.as_mut(),
-                timer.as_mut(),
-                &mut clock,
-            );
+            let wait = read_more(&mut io, &mut buf, &mut stop_signal, &mut timer, &mut clock);
             match wait.await {
                 Ok(Wait::Read) => {}
                 Ok(Wait::End) if !buf.is_empty() => return handoff(io, buf, clock.drain_at),
@@ -239,14 +239,14 @@ where
                     },
                 }
             });
-            watching(exchange, stop_signal.as_mut(), &mut clock).await
+            watching(exchange, &mut stop_signal, &mut clock).await
         };
         // hyper's keep-alive is off once its graceful shutdown has run
         // (module docs, point 5).
         let keep_alive = head.keep_alive && !clock.drained(cx.dispatch.stopping());
         let keep = {
             let response = std::pin::pin!(respond(&mut io, reply, &head, keep_alive, &mut out));
-            watching(response, stop_signal.as_mut(), &mut clock).await
+            watching(response, &mut stop_signal, &mut clock).await
         };
         if !matches!(keep, Ok(true)) {
             if keep.is_ok() {
@@ -264,21 +264,74 @@ where
 
 /// Run `exchange`; should the stop flag turn while it runs, start the drain
 /// window then (as hyper's connection task does), not when it is over.
-async fn watching<F: Future>(
+async fn watching<F: Future, W: Future<Output = ()>>(
     mut exchange: Pin<&mut F>,
-    mut stop_signal: Pin<&mut impl Future<Output = ()>>,
+    stop_signal: &mut Kept<'_, W, impl FnMut(&W) -> bool>,
     clock: &mut Clock,
 ) -> F::Output {
     poll_fn(|cx| {
         if let Poll::Ready(done) = exchange.as_mut().poll(cx) {
             return Poll::Ready(done);
         }
-        if clock.drain_at.is_none() && stop_signal.as_mut().poll(cx).is_ready() {
+        if clock.drain_at.is_none() && stop_signal.poll(cx).is_ready() {
             clock.start_drain();
         }
         Poll::Pending
     })
     .await
+}
+
+/// A wait that stays registered between the polls of a connection's task,
+/// polled again only when it may be over.
+///
+/// A future that returned `Pending` wakes the waker of that poll once it can
+/// make progress (`std::future::Future`'s contract), so polling it again with
+/// the same waker only repeats the registration: for the stop signal's
+/// `watch` wait a lock and a waker comparison, for the timer the task budget
+/// and its state, ~280 instructions a request between them (issue 5). A
+/// `Kept` wait is polled when it has not been, when the task's waker is not
+/// the one it holds, or when `may_be_over` (a cheap look at the wait's state:
+/// the watch's version, the timer's) says it may be ready. Its polls run
+/// outside tokio's task budget: a poll refused for the budget would register
+/// nothing, and the wait would never wake the task.
+struct Kept<'p, W, M> {
+    wait: Pin<&'p mut W>,
+    may_be_over: M,
+    /// The waker the wait was last polled with (`None`: poll it next time).
+    waker: Option<std::task::Waker>,
+}
+
+impl<'p, W: Future, M: FnMut(&W) -> bool> Kept<'p, W, M> {
+    fn new(wait: Pin<&'p mut W>, may_be_over: M) -> Self {
+        Kept {
+            wait,
+            may_be_over,
+            waker: None,
+        }
+    }
+
+    /// Poll the wait if it may be over (type docs); `Pending` otherwise.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<W::Output> {
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            && !(self.may_be_over)(&self.wait)
+        {
+            return Poll::Pending;
+        }
+        let wait = &mut self.wait;
+        let mut unbudgeted = tokio::task::unconstrained(poll_fn(|cx| wait.as_mut().poll(cx)));
+        let poll = Pin::new(&mut unbudgeted).poll(cx);
+        self.waker = poll.is_pending().then(|| cx.waker().clone());
+        poll
+    }
+
+    /// The wait itself, to change it (a timer's deadline): it is polled
+    /// again next time, so that its registration follows the change whatever
+    /// the wait keeps of the last one (once per `--keep-alive` on a busy
+    /// connection).
+    fn get_mut(&mut self) -> Pin<&mut W> {
+        self.waker = None;
+        self.wait.as_mut()
+    }
 }
 
 /// Longer than any wait (a year): a timer that is not meant to fire.
@@ -349,11 +402,11 @@ enum Wait {
 /// The timer is re-armed only when it is later than the wait's deadline or
 /// when it fires early: a busy connection registers a timer once per
 /// `--keep-alive`, not once per request.
-async fn read_more<S: AsyncRead + Unpin>(
+async fn read_more<S: AsyncRead + Unpin, W: Future<Output = ()>>(
     io: &mut S,
     buf: &mut BytesMut,
-    mut stop_signal: Pin<&mut impl Future<Output = ()>>,
-    mut timer: Pin<&mut tokio::time::Sleep>,
+    stop_signal: &mut Kept<'_, W, impl FnMut(&W) -> bool>,
+    timer: &mut Kept<'_, tokio::time::Sleep, impl FnMut(&tokio::time::Sleep) -> bool>,
     clock: &mut Clock,
 ) -> io::Result<Wait> {
     // Between requests (nothing unread), a buffer down to half its room gets
@@ -376,7 +429,7 @@ async fn read_more<S: AsyncRead + Unpin>(
         *clock.head_since.get_or_insert_with(Instant::now) + clock.timeouts.header
     };
     if clock.armed > deadline {
-        timer.as_mut().reset(deadline);
+        timer.get_mut().reset(deadline);
         clock.armed = deadline;
     }
     loop {
@@ -397,12 +450,14 @@ async fn read_more<S: AsyncRead + Unpin>(
                 }
                 return Ok(Wait::Read);
             }
-            () = stop_signal.as_mut(), if clock.drain_at.is_none() => clock.start_drain(),
-            () = timer.as_mut() => {
+            () = poll_fn(|cx| stop_signal.poll(cx)), if clock.drain_at.is_none() => {
+                clock.start_drain();
+            }
+            () = poll_fn(|cx| timer.poll(cx)) => {
                 if Instant::now() >= deadline {
                     return Ok(if idle { Wait::Idle } else { Wait::Late });
                 }
-                timer.as_mut().reset(deadline);
+                timer.get_mut().reset(deadline);
                 clock.armed = deadline;
             }
             () = sleep_until(clock.drain_at), if idle && clock.drain_at.is_some() => {

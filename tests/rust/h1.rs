@@ -437,6 +437,17 @@ fn a_busy_connection_outlives_keep_alive() {
         assert!(reply.ends_with("hello"), "{reply}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // The timer fired early and was moved while the connection was busy;
+    // idle now, it must still close it, --keep-alive after the last reply.
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    let took = idle.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
 }
 
 #[test]
