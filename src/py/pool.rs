@@ -205,3 +205,55 @@ fn weakly_referenced(object: &Bound<'_, PyAny>) -> bool {
                 && !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reusable pyclass that takes weak references (neither `Input` nor
+    /// `StartResponse` does), with a mark of the request it serves.
+    #[pyclass(weakref)]
+    struct Probe {
+        request: u32,
+    }
+
+    impl Reusable for Probe {
+        fn retire(&mut self) {
+            self.request = 0;
+        }
+    }
+
+    static PROBES: Pool<Probe> = Pool::new();
+
+    #[test]
+    fn a_weakly_referenced_object_is_not_reused() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        Python::with_gil(|py| {
+            let weakref = py.import("weakref").unwrap();
+            let first = PROBES.acquire(py, Probe { request: 1 }).unwrap();
+            let address = first.as_ptr();
+            PROBES.release(py, first);
+            assert_eq!(PROBES.len(py), 1, "unseen: kept");
+            let again = PROBES.acquire(py, Probe { request: 2 }).unwrap();
+            assert_eq!(again.as_ptr(), address, "reused");
+            let weak = weakref.call_method1("ref", (&again,)).unwrap();
+            PROBES.release(py, again);
+            assert_eq!(PROBES.len(py), 0, "weakly referenced: not kept");
+            assert!(weak.call0().unwrap().is_none(), "died with its request");
+            // Weakly referenced while pooled (found there): not handed out.
+            let pooled = PROBES.acquire(py, Probe { request: 3 }).unwrap();
+            PROBES.release(py, pooled);
+            let found = PROBES.find(py).unwrap();
+            let weak = weakref.call_method1("ref", (&found,)).unwrap();
+            drop(found);
+            let next = PROBES.acquire(py, Probe { request: 4 }).unwrap();
+            assert!(
+                weak.call0().unwrap().is_none(),
+                "a new one: the found one died"
+            );
+            assert_eq!(next.borrow().request, 4);
+            PROBES.release(py, next);
+            drop(PROBES.take_all(py));
+        });
+    }
+}
