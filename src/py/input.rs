@@ -17,13 +17,15 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::pool::{Pool, Reusable};
 use crate::http::RequestBody;
 use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::runtime::Handle;
 
-/// The `wsgi.input` object of one request.
+/// The `wsgi.input` object of one request at a time: once its request is
+/// over and nothing else holds it, it serves a later one ([`acquire`]).
 #[pyclass(module = "ferrule._ferrule")]
 #[derive(Debug)]
 pub struct Input {
@@ -38,6 +40,44 @@ pub struct Input {
     received: u64,
     limit: u64,
     timeout: Duration,
+}
+
+/// Finished `wsgi.input` objects that nothing else references ([`release`]).
+static POOL: Pool<Input> = Pool::new();
+
+/// The `wsgi.input` for a new request's body in `state` ([`Input::new`]): a
+/// finished one from the pool with `state` put in it whole (nothing of its
+/// last body, position, stream or failure is left), or a new one.
+///
+/// A request's `wsgi.input` costs a pyclass instance to make and to free; a
+/// pooled one costs neither.
+///
+/// # Errors
+///
+/// The Python error of making a new object (out of memory).
+pub(crate) fn acquire(py: Python<'_>, state: Input) -> PyResult<Bound<'_, Input>> {
+    POOL.acquire(py, state)
+}
+
+/// The request of `input` is over (its environ let go): keep it for
+/// [`acquire`] when nothing but this call references it, not even weakly
+/// (the application kept neither it, nor its environ, nor a bound method of
+/// it, so no one can see it reused); it drops its body then. Else it is left
+/// as it is (a kept object still reads what was left of its own body) and
+/// freed with its last reference.
+pub(crate) fn release(py: Python<'_>, input: Bound<'_, Input>) {
+    POOL.release(py, input);
+}
+
+/// Reused alone: it keeps no Python object.
+impl Reusable for Input {
+    /// Drop the body and what was read of it: a body read whole shares the
+    /// connection's read buffer, which gets its room back only once no one
+    /// holds a piece of it.
+    fn retire(&mut self) {
+        self.finish();
+        self.buffer = Bytes::new();
+    }
 }
 
 impl Input {
@@ -297,5 +337,109 @@ impl EmptyInput {
 
     fn __next__(&self) -> Option<PyObject> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::py::pool::POOL_TESTS;
+
+    /// The state of a request whose body `data` was read whole.
+    fn body(runtime: &tokio::runtime::Runtime, data: &'static [u8]) -> Input {
+        let body = RequestBody::Buffered(Bytes::from_static(data));
+        Input::new(body, runtime.handle().clone(), 0, Duration::from_secs(5))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn read_all(input: &Bound<'_, Input>) -> Vec<u8> {
+        let data = input.call_method0("read").unwrap();
+        data.downcast::<PyBytes>().unwrap().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn an_input_nobody_kept_is_reused_afresh_one_kept_is_not() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = runtime();
+        Python::with_gil(|py| {
+            let taken = POOL.take_all(py);
+            let first = acquire(py, body(&rt, b"first\nbody")).unwrap();
+            assert_eq!(
+                first.call_method0("readline").unwrap().to_string(),
+                "b'first\\n'"
+            );
+            let address = first.as_ptr();
+            release(py, first);
+            assert_eq!(POOL.len(py), 1, "kept");
+            let again = acquire(py, body(&rt, b"second")).unwrap();
+            assert_eq!(again.as_ptr(), address, "reused");
+            assert_eq!(POOL.len(py), 0);
+            // Nothing of the last body is left: not its unread `body`.
+            assert_eq!(again.borrow().received, 6);
+            assert_eq!(read_all(&again), b"second");
+            assert_eq!(read_all(&again), b"", "at the end");
+            // The application kept it (with part of its body unread).
+            let third = acquire(py, body(&rt, b"third\nrest")).unwrap();
+            assert_eq!(
+                third.call_method0("readline").unwrap().to_string(),
+                "b'third\\n'"
+            );
+            let kept = third.clone();
+            release(py, again);
+            release(py, third);
+            assert_eq!(POOL.len(py), 1, "only the one nobody kept");
+            let next = acquire(py, body(&rt, b"other request")).unwrap();
+            assert!(!next.is(&kept), "not reused");
+            assert_eq!(read_all(&kept), b"rest", "still its own body");
+            release(py, next);
+            drop(taken);
+        });
+    }
+
+    #[test]
+    fn a_pooled_input_someone_found_is_not_handed_out() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = runtime();
+        Python::with_gil(|py| {
+            let taken = POOL.take_all(py);
+            let input = acquire(py, body(&rt, b"mine")).unwrap();
+            release(py, input);
+            // Found while pooled and kept.
+            let found = POOL.find(py).expect("pooled");
+            let next = acquire(py, body(&rt, b"someone else's")).unwrap();
+            assert!(!next.is(&found), "a new one");
+            assert_eq!(POOL.len(py), 0, "the found one left the pool");
+            assert_eq!(read_all(found.bind(py)), b"", "it read nothing new");
+            release(py, next);
+            drop(taken);
+        });
+    }
+
+    #[test]
+    fn a_pooled_input_holds_no_body() {
+        let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = runtime();
+        Python::with_gil(|py| {
+            let taken = POOL.take_all(py);
+            let data = Bytes::from(b"unread body".to_vec());
+            let state = Input::new(
+                RequestBody::Buffered(data.clone()),
+                rt.handle().clone(),
+                0,
+                Duration::from_secs(5),
+            );
+            let input = acquire(py, state).unwrap();
+            release(py, input);
+            assert_eq!(POOL.len(py), 1);
+            // The body's storage is no longer shared: it is this handle's alone.
+            assert!(data.is_unique(), "released with the request");
+            drop(taken);
+        });
     }
 }

@@ -7,6 +7,7 @@
 //! - [`input`]: `wsgi.input`, streaming the request body with the GIL released.
 //! - [`errors`]: `wsgi.errors` and the `ferrule.error` logger.
 //! - [`file_wrapper`]: serving `wsgi.file_wrapper` objects.
+//! - [`pool`]: reuse of finished `start_response` and `wsgi.input` objects.
 //! - [`loop_gil`]: the inline loop's thread holds the GIL between parks.
 
 mod cli;
@@ -15,6 +16,7 @@ mod errors;
 mod file_wrapper;
 mod input;
 mod loop_gil;
+mod pool;
 mod router;
 mod server;
 mod start_response;

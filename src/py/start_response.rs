@@ -27,7 +27,6 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
@@ -37,6 +36,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
 use super::errors;
+use super::pool::{Pool, Reusable};
 use crate::http::dispatch::failure_response;
 use crate::http::{BodyError, FileBody, Reply, ReplySender, ResponseBody, SendfileQueue};
 use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
@@ -81,13 +81,9 @@ pub struct StartResponse {
     write: Option<Py<PyAny>>,
 }
 
-/// The most finished `start_response` objects kept for reuse.
-const POOL_MAX: usize = 16;
-
 /// Finished `start_response` objects, each with its `write`, that nothing
 /// else references ([`release`]).
-static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>> =
-    pyo3::sync::GILProtected::new(std::cell::RefCell::new(Vec::new()));
+static POOL: Pool<StartResponse> = Pool::new();
 
 /// The `start_response` callable for a new request in `state`: a finished
 /// one from the pool, re-armed, or a new one with its bound `write` made.
@@ -100,28 +96,7 @@ static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>
 ///
 /// The Python error of making a new object (out of memory).
 pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_, StartResponse>> {
-    loop {
-        let pooled = POOL.get(py).borrow_mut().pop();
-        let Some(start_response) = pooled else { break };
-        let start_response = start_response.into_bound(py);
-        let write = start_response.borrow_mut().write.take();
-        // The garbage collector lists the pooled objects (`gc.get_objects()`):
-        // one found and kept there since [`release`] is left to its finder,
-        // its cycle with `write` broken as `write` is dropped here.
-        if !unseen(py, &start_response, write.as_ref()) {
-            continue;
-        }
-        {
-            let mut this = start_response.borrow_mut();
-            *this = state;
-            this.write = write;
-        }
-        return Ok(start_response);
-    }
-    let start_response = Bound::new(py, state)?;
-    let write = start_response.getattr(intern!(py, "write"))?.unbind();
-    start_response.borrow_mut().write = Some(write);
-    Ok(start_response)
+    POOL.acquire(py, state)
 }
 
 /// The request of `start_response` is over: keep it for [`acquire`] when
@@ -131,63 +106,38 @@ pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_
 /// freed with its last reference. A kept object drops its connection's state now,
 /// except the abort signal (an idle `Notify`) until it is reused.
 pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) {
-    let Ok(write) = start_response
-        .try_borrow_mut()
-        .map(|mut this| this.write.take())
-    else {
-        return; // in use further up the stack: not ours to keep
-    };
-    // No borrow of the pool is held while `write` may be dropped: its last
-    // reference going can run Python code (a `weakref.finalize` callback),
-    // and with it another thread's `acquire`.
-    if !unseen(py, &start_response, write.as_ref()) || POOL.get(py).borrow().len() >= POOL_MAX {
-        return;
-    }
-    {
-        let mut this = start_response.borrow_mut();
-        this.reply = None;
-        this.sendfile = None;
-        this.stream = None;
-        this.pending = None;
-        this.sent_head = None;
-        this.overflow = std::collections::VecDeque::new();
-        this.write = write;
-    }
-    POOL.get(py).borrow_mut().push(start_response.unbind());
+    POOL.release(py, start_response);
 }
 
-/// Whether nothing but its `write` and one other holder (the caller's, or
-/// the pool's) references `start_response`, and nothing references `write`,
-/// taken out of it, but the caller, not even weakly: no one else can see the
-/// object reused.
-fn unseen(
-    py: Python<'_>,
-    start_response: &Bound<'_, StartResponse>,
-    write: Option<&Py<PyAny>>,
-) -> bool {
-    // A borrow of the object holds a reference too, so none is held while
-    // counting. A weak reference to `write` counts for nothing in its count,
-    // yet reaches it: reused, it would reach the next request's write
-    // (`start_response` itself takes none).
-    write.is_some_and(|w| w.get_refcnt(py) == 1 && !weakly_referenced(w.bind(py)))
-        && start_response.get_refcnt() == 2
-}
+/// Reused with its bound `write` (its companion: `write.__self__` is the
+/// object), which only it may hold.
+impl Reusable for StartResponse {
+    const COMPANION: bool = true;
 
-/// Whether `object` may have weak references (`weakref.ref`, a `WeakSet`,
-/// `weakref.finalize`): true unless its type keeps a weak reference list and
-/// the list is empty.
-fn weakly_referenced(object: &Bound<'_, PyAny>) -> bool {
-    let ptr = object.as_ptr();
-    // SAFETY: `ptr` is a live object (borrowed by `object`, GIL held); when
-    // its type's `tp_weaklistoffset` is positive, the object holds its weak
-    // reference list (NULL when empty) that many bytes from its start
-    // (CPython's `_PyObject_GET_WEAKREFS_LISTPTR_FROM_OFFSET`). A type that
-    // keeps the list elsewhere (offset 0 or negative) counts as weakly
-    // referenced. Not pyo3-ffi 0.25's `PyObject_GET_WEAKREFS_LISTPTR`: it
-    // adds the offset to a `*mut PyObject`, so counts it in objects, not bytes.
-    unsafe {
-        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
-        offset <= 0 || !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
+    fn take_companion(&mut self) -> Option<Py<PyAny>> {
+        self.write.take()
+    }
+
+    fn set_companion(&mut self, companion: Option<Py<PyAny>>) {
+        self.write = companion;
+    }
+
+    /// Make the bound `write` kept while the object is reused.
+    fn made(start_response: &Bound<'_, Self>) -> PyResult<()> {
+        let write = start_response
+            .getattr(intern!(start_response.py(), "write"))?
+            .unbind();
+        start_response.borrow_mut().write = Some(write);
+        Ok(())
+    }
+
+    fn retire(&mut self) {
+        self.reply = None;
+        self.sendfile = None;
+        self.stream = None;
+        self.pending = None;
+        self.sent_head = None;
+        self.overflow = std::collections::VecDeque::new();
     }
 }
 
@@ -812,6 +762,7 @@ impl StartResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::py::pool::POOL_TESTS;
     use pyo3::ffi;
     use pyo3::pybacked::PyBackedBytes;
 
@@ -856,10 +807,6 @@ mod tests {
             drop(response);
         });
     }
-
-    /// Held by each test that counts the pool (taken before the GIL): code
-    /// that runs Python may let another test thread take the GIL midway.
-    static POOL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// A fresh response state on a connection of its own.
     fn fresh() -> StartResponse {
@@ -908,18 +855,18 @@ mod tests {
             );
             let address = first.as_ptr();
             drop(write);
-            let pooled = POOL.get(py).borrow().len();
+            let pooled = POOL.len(py);
             release(py, first);
-            assert_eq!(POOL.get(py).borrow().len(), pooled + 1, "kept");
+            assert_eq!(POOL.len(py), pooled + 1, "kept");
             let again = acquire(py, fresh()).unwrap();
             assert_eq!(again.as_ptr(), address, "reused");
-            assert_eq!(POOL.get(py).borrow().len(), pooled);
+            assert_eq!(POOL.len(py), pooled);
             // Re-armed, not carried over: the new request may start once.
             let write = start(&again).unwrap();
             assert!(start(&again).is_err(), "a second start_response is refused");
             // The application kept `write`: not reused, and its cycle is broken.
             release(py, again);
-            assert_eq!(POOL.get(py).borrow().len(), pooled);
+            assert_eq!(POOL.len(py), pooled);
             let other = acquire(py, fresh()).unwrap();
             assert_ne!(other.as_ptr(), address);
             let kept_self = write.getattr("__self__").unwrap();
@@ -930,7 +877,7 @@ mod tests {
             let kept = other.clone();
             let address = other.as_ptr();
             release(py, other);
-            assert_eq!(POOL.get(py).borrow().len(), pooled);
+            assert_eq!(POOL.len(py), pooled);
             let next = acquire(py, fresh()).unwrap();
             assert_ne!(next.as_ptr(), address);
             let write = start(&kept).unwrap();
@@ -945,21 +892,21 @@ mod tests {
         Python::with_gil(|py| {
             let weakref = py.import("weakref").unwrap();
             // New objects, and room in the pool for them.
-            let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
+            let taken = POOL.take_all(py);
             let unseen: Vec<_> = (0..4).map(|_| acquire(py, fresh()).unwrap()).collect();
             for sr in unseen {
                 drop(start(&sr).unwrap());
                 release(py, sr);
             }
-            assert_eq!(POOL.get(py).borrow().len(), 4, "none weakly referenced");
+            assert_eq!(POOL.len(py), 4, "none weakly referenced");
             drop(taken);
             let first = acquire(py, fresh()).unwrap();
             let write = start(&first).unwrap();
             let weak = weakref.call_method1("ref", (&write,)).unwrap();
             drop(write);
-            let pooled = POOL.get(py).borrow().len();
+            let pooled = POOL.len(py);
             release(py, first);
-            assert_eq!(POOL.get(py).borrow().len(), pooled, "not kept");
+            assert_eq!(POOL.len(py), pooled, "not kept");
             assert!(
                 weak.call0().unwrap().is_none(),
                 "write died with its request"
@@ -971,18 +918,15 @@ mod tests {
     fn a_pooled_start_response_someone_found_is_not_handed_out() {
         let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         Python::with_gil(|py| {
-            let taken: Vec<_> = std::iter::from_fn(|| POOL.get(py).borrow_mut().pop()).collect();
+            let taken = POOL.take_all(py);
             let sr = acquire(py, fresh()).unwrap();
             drop(start(&sr).unwrap());
             release(py, sr);
             // Found while pooled (`gc.get_objects()` lists it) and kept.
-            let found = POOL.get(py).borrow()[0].clone_ref(py);
+            let found = POOL.find(py).expect("pooled");
             let next = acquire(py, fresh()).unwrap();
             assert!(!next.is(&found), "a new one");
-            assert!(
-                POOL.get(py).borrow().is_empty(),
-                "the found one left the pool"
-            );
+            assert!(POOL.len(py) == 0, "the found one left the pool");
             assert!(found.borrow(py).write.is_none(), "its cycle is broken");
             release(py, next);
             drop(taken);

@@ -25,7 +25,7 @@ use tokio::runtime::Handle;
 use super::environ::{self, ListenerInfo};
 use super::errors;
 use super::file_wrapper::{FileWrapper, OpenFile};
-use super::input::{EmptyInput, Input};
+use super::input::{self, EmptyInput, Input};
 use super::start_response::{self, StartResponse};
 use crate::http::{InlineHandler, Job, Peer, RequestHead};
 use crate::supervisor::Scoreboard;
@@ -483,7 +483,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
             context.body_limit,
             context.body_timeout,
         );
-        Bound::new(py, input).map(Some)
+        input::acquire(py, input).map(Some)
     };
     let input = match input {
         Ok(input) => input,
@@ -559,8 +559,10 @@ fn end_body(py: Python<'_>, context: &WorkerContext, call: Call, sent: PyResult<
 }
 
 /// End the response of `call` after its body was sent (`outcome`): answer a
-/// failure (500, or the request body's 400/408/413), release `wsgi.input`,
-/// write the access log line.
+/// failure (500, or the request body's 400/408/413), finish `wsgi.input`,
+/// write the access log line, and let go of the request's objects
+/// (`start_response` and `wsgi.input` go back to their pools when no one
+/// else holds them).
 fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResult<()>) {
     let Call {
         head,
@@ -569,7 +571,7 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         start_response,
         input,
         environ,
-        result: _,
+        result,
         file: _,
     } = call;
     let start_response = start_response.into_bound(py);
@@ -603,21 +605,21 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         };
         sr.fail(py, status);
     }
-    if let Some(input) = input {
+    if let Some(input) = &input {
         input.borrow_mut().finish();
     }
     if let Some(access) = &context.access {
-        let environ = environ.map(|env| env.into_bound(py));
-        access.log(
-            py,
-            &head,
-            peer,
-            &start_response.borrow(),
-            received,
-            environ.as_ref(),
-        );
+        let environ = environ.as_ref().map(|env| env.bind(py));
+        access.log(py, &head, peer, &start_response.borrow(), received, environ);
     }
+    // Let go of the environ and the iterable before the objects they may
+    // hold are judged for reuse: a request's `wsgi.input` is in its environ.
+    drop(result);
+    drop(environ);
     start_response::release(py, start_response);
+    if let Some(input) = input {
+        input::release(py, input);
+    }
 }
 
 /// Call the iterable's `close()` if it has one.

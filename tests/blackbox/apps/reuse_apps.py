@@ -1,7 +1,7 @@
-"""``app`` keeps ``start_response``, ``write`` and their traces across requests.
+"""``app`` keeps ``start_response``, ``write``, ``wsgi.input`` and their traces across requests.
 
-ferrule reuses the ``start_response`` of a finished request when nothing kept it
-(``src/py/start_response.rs``). Each path here keeps something in :data:`KEPT` under
+ferrule reuses the ``start_response`` and ``wsgi.input`` of a finished request when
+nothing kept them (``src/py/pool.rs``). Each path here keeps something in :data:`KEPT` under
 the ``k`` query parameter, and a later request inspects or uses it and answers with a
 JSON report. With ``--threads 1`` every request runs on one thread, so a kept object
 is looked at strictly after the request that kept it has ended.
@@ -299,6 +299,117 @@ def write_hunted(environ, start_response):
     return [b"wrote"]
 
 
+def keep_input(environ, start_response):
+    """Read the body's first line and keep ``wsgi.input`` in the way ``how`` names."""
+    stream = environ["wsgi.input"]
+    first = stream.readline()
+    how = query(environ).get("how", "object")
+    kept = slot(environ)
+    kept["how"] = how
+    if how == "object":
+        kept["input"] = stream
+    elif how == "environ":
+        kept["environ"] = environ
+    elif how == "read":
+        kept["read"] = stream.read
+    elif how == "iter":
+        kept["iter"] = iter(stream)
+    elif how == "closure":
+
+        def rest():
+            return stream.read()
+
+        kept["rest"] = rest
+    start_response("200 OK", TEXT)
+    return [first]
+
+
+def use_kept_input(environ, start_response):
+    """Read what is left of a kept ``wsgi.input``, then this request's own body."""
+    kept = slot(environ)
+    how = kept["how"]
+    if how == "object":
+        stream = kept["input"]
+        rest = stream.read()
+    elif how == "environ":
+        stream = kept["environ"]["wsgi.input"]
+        rest = stream.read()
+    elif how == "read":
+        stream = kept["read"].__self__
+        rest = kept["read"]()
+    elif how == "iter":
+        stream = kept["iter"]
+        rest = b"".join(stream)
+    else:
+        stream = kept["rest"].__closure__[0].cell_contents
+        rest = kept["rest"]()
+    this = environ["wsgi.input"]
+    data = {"is_this": stream is this, "rest": rest.decode(), "own": this.read().decode()}
+    return report(start_response, data)
+
+
+def read_some(environ, start_response):
+    """Read ``n`` bytes of the body (by ``how``: read or readline) and leave the rest."""
+    q = query(environ)
+    n = int(q.get("n", "3"))
+    stream = environ["wsgi.input"]
+    data = stream.readline(n) if q.get("how") == "readline" else stream.read(n)
+    start_response("200 OK", TEXT)
+    return [data]
+
+
+def read_lines(environ, start_response):
+    """The body read by iteration, ``readlines()`` or ``read(1)`` at a time, per ``how``."""
+    stream = environ["wsgi.input"]
+    how = query(environ).get("how", "iter")
+    if how == "iter":
+        data = b"".join(stream)
+    elif how == "readlines":
+        data = b"".join(stream.readlines())
+    else:
+        data = b"".join(iter(lambda: stream.read(1), b""))
+    start_response("200 OK", TEXT)
+    return [data]
+
+
+def raise_after_read(environ, start_response):
+    environ["wsgi.input"].read()
+    raise RuntimeError("reuse-apps-failed-on-purpose")
+
+
+def input_traits(environ, start_response):
+    """Whether ``wsgi.input`` takes a weak reference and is tracked by the collector."""
+    stream = environ["wsgi.input"]
+    data = {"weakref": attempt(weakref.ref, stream), "tracked": gc.is_tracked(stream)}
+    return report(start_response, data)
+
+
+def hunt_input(environ, start_response):
+    """Read this request's body; keep every object of its type the collector can reach."""
+    environ["wsgi.input"].read()
+    kind = type(environ["wsgi.input"])
+    found = {}
+    for obj in gc.get_objects():
+        if type(obj) is kind:
+            found[id(obj)] = obj
+        for ref in gc.get_referents(obj):
+            if type(ref) is kind:
+                found[id(ref)] = ref
+    slot(environ)["hunted"] = list(found.values())
+    start_response("200 OK", TEXT)
+    return [b"found %d" % len(found)]
+
+
+def is_hunted_input(environ, start_response):
+    """Whether this request's ``wsgi.input`` was hunted; what the hunted ones read now."""
+    this = environ["wsgi.input"]
+    hunted = slot(environ)["hunted"]
+    late = b"".join(h.read() for h in hunted if h is not this)
+    data = {"hunted": any(h is this for h in hunted), "own": this.read().decode()}
+    data["late"] = late.decode()
+    return report(start_response, data)
+
+
 def forget(environ, start_response):
     KEPT.pop(query(environ).get("k", "-"), None)
     gc.collect()
@@ -336,6 +447,14 @@ ROUTES = {
     "/slow": slow,
     "/write-hunted": write_hunted,
     "/forget": forget,
+    "/keep-input": keep_input,
+    "/use-kept-input": use_kept_input,
+    "/read-some": read_some,
+    "/read-lines": read_lines,
+    "/raise-after-read": raise_after_read,
+    "/input-traits": input_traits,
+    "/hunt-input": hunt_input,
+    "/is-hunted-input": is_hunted_input,
 }
 
 
