@@ -605,8 +605,11 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         };
         sr.fail(py, status);
     }
-    if let Some(input) = &input {
-        input.borrow_mut().finish();
+    // A thread the application started may still be reading the body, with
+    // the GIL released and `wsgi.input` borrowed: the body is then its
+    // reader's until it returns (and the object is not pooled while held).
+    if let Some(Ok(mut input)) = input.as_ref().map(|i| i.try_borrow_mut()) {
+        input.finish();
     }
     if let Some(access) = &context.access {
         let environ = environ.as_ref().map(|env| env.bind(py));

@@ -187,3 +187,32 @@ def test_many_clients_each_read_their_own_bodies(server):
         list(executor.map(one, range(8)))
     time.sleep(0.05)
     assert server.proc.poll() is None
+
+
+def test_a_thread_still_reading_the_body_after_the_response_breaks_nothing(server, client):
+    """The application hands ``wsgi.input`` to a thread and answers while the client
+    still sends the body. Reading it after the response is the application's mistake
+    (PEP 3333 ends the request there): the thread's ``read()`` returns or raises, but the
+    server stays whole: the end of the request once took the body back from under the
+    thread inside ``read()`` and the worker thread panicked."""
+    k = key()
+    size = 200_000
+    with Wire(server.port) as wire:
+        wire.send(
+            f"POST /read-in-thread?k={k} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {size}\r\n\r\n".encode()
+            + b"a" * 1000
+        )
+        first = wire.read_response()
+        assert (first.status, first.body) == (200, b"answered")
+        try:
+            wire.send(b"a" * (size - 1000))
+        except OSError:
+            pass  # the server may have closed the connection after its response
+        deadline = time.monotonic() + TIMEOUT
+        while (read := client.get(f"/thread-read?k={k}").json()["read"]) is None:
+            assert time.monotonic() < deadline, "the thread's read() never returned"
+            time.sleep(0.05)
+    assert read == size or "OSError" in read, read
+    assert "panicked" not in server.log()
+    echo_round(client)

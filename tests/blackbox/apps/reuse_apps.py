@@ -324,6 +324,30 @@ def keep_input(environ, start_response):
     return [first]
 
 
+def read_in_thread(environ, start_response):
+    """Hand ``wsgi.input`` to a thread that reads it whole, and answer before it is done."""
+    import threading
+
+    stream = environ["wsgi.input"]
+    kept = slot(environ)
+
+    def read():
+        try:
+            kept["read"] = len(stream.read())
+        except Exception as exc:  # reported to the test by /thread-read
+            kept["read"] = repr(exc)
+
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(0.3)  # the client holds the rest of the body back meanwhile
+    start_response("200 OK", TEXT)
+    return [b"answered"]
+
+
+def thread_read(environ, start_response):
+    """What the thread of ``read_in_thread`` read: a length, an error, or nothing yet."""
+    return report(start_response, {"read": slot(environ).get("read")})
+
+
 def use_kept_input(environ, start_response):
     """Read what is left of a kept ``wsgi.input``, then this request's own body."""
     kept = slot(environ)
@@ -448,6 +472,8 @@ ROUTES = {
     "/write-hunted": write_hunted,
     "/forget": forget,
     "/keep-input": keep_input,
+    "/read-in-thread": read_in_thread,
+    "/thread-read": thread_read,
     "/use-kept-input": use_kept_input,
     "/read-some": read_some,
     "/read-lines": read_lines,
