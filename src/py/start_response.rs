@@ -25,7 +25,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
@@ -38,7 +38,9 @@ use tokio::sync::{mpsc, Notify};
 
 use super::errors;
 use crate::http::dispatch::failure_response;
-use crate::http::{BodyError, FileBody, Reply, ReplySender, ResponseBody, SendfileQueue};
+use crate::http::{
+    BodyError, FileBody, Reply, ReplyExtra, ReplySender, ResponseBody, SendfileQueue,
+};
 use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
@@ -353,25 +355,32 @@ impl StartResponse {
             ResponseBody::Stream { .. } if !self.no_body => head.content_length,
             _ => Some(0),
         };
-        let mut response = Response::new(body);
-        *response.status_mut() = head.status;
-        if let Some(reason) = head.reason {
+        let reason = head.reason.and_then(|reason| {
             let reason: Vec<u8> = reason.chars().map(|c| c as u8).collect();
-            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
-                response.extensions_mut().insert(reason);
-            }
-        }
+            hyper::ext::ReasonPhrase::try_from(reason).ok()
+        });
         let mut lines = head.fields;
         lines.content_length = head.content_length;
         lines.close = head.close;
-        if let (ResponseBody::Full(Some(data)), false) = (response.body(), self.no_body) {
+        if let (ResponseBody::Full(Some(data)), false) = (&body, self.no_body) {
             self.bytes_sent = data.len() as u64;
         }
         if self.keep_head {
             self.sent_head = Some((head.status.as_u16(), lines.to_header_map()));
         }
-        let reply = self.reply.take().expect("the head is sent once");
-        if reply.send(Reply { response, lines }).is_err() {
+        let sender = self.reply.take().expect("the head is sent once");
+        let reply = Reply {
+            status: head.status,
+            body,
+            lines,
+            extra: reason.map(|reason| {
+                Box::new(ReplyExtra {
+                    reason: Some(reason),
+                    headers: http::HeaderMap::new(),
+                })
+            }),
+        };
+        if sender.send(reply).is_err() {
             self.disconnected = true;
         }
         Ok(())
@@ -812,6 +821,7 @@ impl StartResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Response;
     use pyo3::ffi;
     use pyo3::pybacked::PyBackedBytes;
 
