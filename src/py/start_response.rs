@@ -91,8 +91,26 @@ const POOL_MAX: usize = 16;
 static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>> =
     pyo3::sync::GILProtected::new(std::cell::RefCell::new(Vec::new()));
 
-/// The `start_response` callable for a new request in `state`: a finished
-/// one from the pool, re-armed, or a new one with its bound `write` made.
+/// What a request gives its `start_response` ([`acquire`]).
+#[derive(Debug)]
+pub(crate) struct Arm {
+    /// Where the reply goes.
+    pub reply: ReplySender,
+    /// The connection's abort signal (`Job::abort`).
+    pub abort: Arc<Notify>,
+    /// The connection's file queue, when it sends files with `sendfile(2)`.
+    pub sendfile: Option<Arc<SendfileQueue>>,
+    /// A HEAD request: the head goes out, a body never does.
+    pub no_body: bool,
+    /// Served on the event loop's thread (the inline path).
+    pub inline: bool,
+    /// Keep a copy of the head as sent, for [`StartResponse::access`].
+    pub keep_head: bool,
+}
+
+/// The `start_response` callable for a new request (`arm`): a finished
+/// one from the pool, re-armed in place, or a new one with its bound `write`
+/// made.
 ///
 /// A request's `start_response` and `write` cost an object each to make and
 /// to free (a pyclass instance and a bound method, ~800 instructions); a
@@ -101,7 +119,7 @@ static POOL: pyo3::sync::GILProtected<std::cell::RefCell<Vec<Py<StartResponse>>>
 /// # Errors
 ///
 /// The Python error of making a new object (out of memory).
-pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_, StartResponse>> {
+pub(crate) fn acquire(py: Python<'_>, arm: Arm) -> PyResult<Bound<'_, StartResponse>> {
     loop {
         let pooled = POOL.get(py).borrow_mut().pop();
         let Some(start_response) = pooled else { break };
@@ -115,12 +133,12 @@ pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_
         }
         {
             let mut this = start_response.borrow_mut();
-            *this = state;
+            this.rearm(arm);
             this.write = write;
         }
         return Ok(start_response);
     }
-    let start_response = Bound::new(py, state)?;
+    let start_response = Bound::new(py, StartResponse::new(arm))?;
     let write = start_response.getattr(intern!(py, "write"))?.unbind();
     start_response.borrow_mut().write = Some(write);
     Ok(start_response)
@@ -194,35 +212,67 @@ fn weakly_referenced(object: &Bound<'_, PyAny>) -> bool {
 }
 
 impl StartResponse {
-    pub(crate) fn new(
-        reply: ReplySender,
-        abort: Arc<Notify>,
-        sendfile: Option<Arc<SendfileQueue>>,
-        no_body: bool,
-    ) -> StartResponse {
+    /// The state of a new request's response (see [`Arm`]), with no `write` yet.
+    pub(crate) fn new(arm: Arm) -> StartResponse {
         StartResponse {
-            reply: Some(reply),
-            abort,
-            sendfile,
+            reply: Some(arm.reply),
+            abort: arm.abort,
+            sendfile: arm.sendfile,
             stream: None,
             pending: None,
             sent: false,
             remaining: None,
-            no_body,
+            no_body: arm.no_body,
             disconnected: false,
             sent_head: None,
-            keep_head: false,
+            keep_head: arm.keep_head,
             bytes_sent: 0,
-            inline: false,
+            inline: arm.inline,
             overflow: std::collections::VecDeque::new(),
             ending: false,
             write: None,
         }
     }
 
-    /// Mark this response as served on the event loop's thread.
-    pub(crate) fn set_inline(&mut self) {
-        self.inline = true;
+    /// Become what [`StartResponse::new`] makes of `arm`, keeping `write`.
+    ///
+    /// Field by field, in place: assigning a whole new state copied all of
+    /// it (a `memcpy` call per request).
+    fn rearm(&mut self, arm: Arm) {
+        // Every field named: one added later must be thought of here.
+        let StartResponse {
+            reply,
+            abort,
+            sendfile,
+            stream,
+            pending,
+            sent,
+            remaining,
+            no_body,
+            disconnected,
+            sent_head,
+            keep_head,
+            bytes_sent,
+            inline,
+            overflow,
+            ending,
+            write: _,
+        } = self;
+        *reply = Some(arm.reply);
+        *abort = arm.abort;
+        *sendfile = arm.sendfile;
+        *stream = None;
+        *pending = None;
+        *sent = false;
+        *remaining = None;
+        *no_body = arm.no_body;
+        *disconnected = false;
+        *sent_head = None;
+        *keep_head = arm.keep_head;
+        *bytes_sent = 0;
+        *inline = arm.inline;
+        *overflow = std::collections::VecDeque::new();
+        *ending = false;
     }
 
     /// A worker thread takes the response over: deliver what waited.
@@ -283,11 +333,6 @@ impl StartResponse {
         } else {
             self.ending = true;
         }
-    }
-
-    /// Keep a copy of the head as sent, for [`StartResponse::access`].
-    pub(crate) fn keep_head_for_log(&mut self) {
-        self.keep_head = true;
     }
 
     /// Status, fields and body bytes as sent (status 0 if nothing was sent).
@@ -832,7 +877,7 @@ mod tests {
         let before = object.get_refcnt();
         let slot = Arc::new(crate::http::ReplySlot::default());
         let (reply, response) = slot.expect();
-        let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
+        let mut sr = StartResponse::new(arm(reply, false));
         sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
         let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
         sr.send_whole(py, data).unwrap();
@@ -871,11 +916,24 @@ mod tests {
     /// that runs Python may let another test thread take the GIL midway.
     static POOL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// What a request on a connection of its own, not HEAD, gives its
+    /// response; served inline if `inline`.
+    fn arm(reply: ReplySender, inline: bool) -> Arm {
+        Arm {
+            reply,
+            abort: Arc::new(Notify::new()),
+            sendfile: None,
+            no_body: false,
+            inline,
+            keep_head: false,
+        }
+    }
+
     /// A fresh response state on a connection of its own.
-    fn fresh() -> StartResponse {
+    fn fresh() -> Arm {
         let slot = Arc::new(crate::http::ReplySlot::default());
         let (reply, _response) = slot.expect();
-        StartResponse::new(reply, Arc::new(Notify::new()), None, false)
+        arm(reply, false)
     }
 
     #[test]
@@ -883,8 +941,7 @@ mod tests {
         Python::with_gil(|py| {
             let slot = Arc::new(crate::http::ReplySlot::default());
             let (reply, _response) = slot.expect();
-            let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
-            sr.set_inline();
+            let mut sr = StartResponse::new(arm(reply, true));
             sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
             // More chunks than the channel holds: the rest wait in `overflow`.
             for _ in 0..64 {

@@ -456,24 +456,21 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         received,
         kept,
     } = job;
-    let head_request = head.method == Method::HEAD;
-    let start_response = StartResponse::new(reply, abort, sendfile, head_request);
-    let start_response = match start_response::acquire(py, start_response) {
+    let arm = start_response::Arm {
+        reply,
+        abort,
+        sendfile,
+        no_body: head.method == Method::HEAD,
+        inline,
+        keep_head: context.access.is_some(),
+    };
+    let start_response = match start_response::acquire(py, arm) {
         Ok(sr) => sr,
         Err(err) => {
             errors::log_exception(py, "cannot create start_response", &err);
             return None;
         }
     };
-    {
-        let mut sr = start_response.borrow_mut();
-        if context.access.is_some() {
-            sr.keep_head_for_log();
-        }
-        if inline {
-            sr.set_inline();
-        }
-    }
     let input = if body.is_empty() {
         Ok(None)
     } else {
