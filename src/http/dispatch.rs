@@ -2,7 +2,10 @@
 //! application's response.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE};
@@ -13,7 +16,8 @@ use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
 use super::{
-    Limits, Peer, Reply, ReplySender, ReplySlot, RequestHead, ResponseBody, SendfileQueue,
+    Limits, Peer, Reply, ReplyReceiver, ReplySender, ReplySlot, RequestHead, ResponseBody,
+    SendfileQueue,
 };
 
 /// A request's message body, as the application side receives it.
@@ -228,15 +232,21 @@ impl Dispatch {
     }
 
     /// Run a checked request: inline when this dispatcher serves inline and
-    /// the body was read whole, else through the job queue; then await the
-    /// application's response. `received` is when its head arrived.
-    pub async fn submit(
+    /// the body was read whole, else through the job queue; the returned
+    /// future resolves to the application's response. `received` is when its
+    /// head arrived.
+    ///
+    /// The request starts here, before the future is polled (an inline one
+    /// runs to its reply): the future holds only the connection's reply
+    /// receiver, so it is small to move into the caller's (an `async fn`'s
+    /// held the request and a reply, and every move of it was a `memcpy`).
+    pub fn submit(
         &self,
         origin: &Origin,
         head: Box<RequestHead>,
         body: RequestBody,
         received: std::time::Instant,
-    ) -> Reply {
+    ) -> Submitted<'_> {
         if let Some(max) = self.max_requests {
             if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
                 self.stop.send_replace(true);
@@ -257,23 +267,48 @@ impl Dispatch {
         match (&self.inline, &job.body) {
             (Some((handler, _)), RequestBody::Buffered(_)) => handler(job),
             _ => {
-                if self.jobs.send(job).is_err() {
-                    return error_response(
+                if let Err(unsent) = self.jobs.send(job) {
+                    // Answered through the connection's slot like any reply.
+                    let refusal = error_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the server is shutting down",
-                    )
-                    .into();
+                    );
+                    let _ = unsent.0.reply.send(refusal.into());
                 }
             }
         }
-        let mut reply = response.await.unwrap_or_else(|| {
+        Submitted {
+            dispatch: self,
+            response,
+        }
+    }
+}
+
+/// The response to a request [`Dispatch::submit`] started: the
+/// application's reply (a 500 if none came), told to close the connection
+/// when the server is stopping (RFC 9112 §9.6).
+#[derive(Debug)]
+#[must_use = "the response must be awaited"]
+pub struct Submitted<'a> {
+    dispatch: &'a Dispatch,
+    response: ReplyReceiver,
+}
+
+impl Future for Submitted<'_> {
+    type Output = Reply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let Poll::Ready(reply) = Pin::new(&mut self.response).poll(cx) else {
+            return Poll::Pending;
+        };
+        let mut reply = reply.unwrap_or_else(|| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into()
         });
-        if self.stopping() {
+        if self.dispatch.stopping() {
             // Stopping: this is the connection's last response (RFC 9112 §9.6).
             reply.close();
         }
-        reply
+        Poll::Ready(reply)
     }
 }
 

@@ -73,7 +73,9 @@ use tokio::time::Instant;
 use super::dispatch::{failure_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
 use super::head::FieldSpan;
-use super::{Dispatch, FieldLines, Limits, Origin, Reply, RequestBody, RequestHead, ResponseBody};
+use super::{
+    Dispatch, FieldLines, Limits, Origin, Reply, ReplyExtra, RequestBody, RequestHead, ResponseBody,
+};
 
 /// The most fields a head served here may have (more: hyper's).
 const MAX_FIELDS: usize = 64;
@@ -231,9 +233,7 @@ where
                     Ok(()) => match read_body(&mut io, &mut buf, head.body, body_timeout).await {
                         Ok(body) => {
                             let body = RequestBody::Buffered(body);
-                            cx.dispatch
-                                .submit(cx.origin, Box::new(request), body, received)
-                                .await
+                            cx.dispatch.submit(cx.origin, request, body, received).await
                         }
                         Err(refused) => refused.into(),
                     },
@@ -611,14 +611,15 @@ fn content_length(value: &[u8]) -> Option<u64> {
     Some(value.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
-/// The request head of the plain head `bytes`.
+/// The request head of the plain head `bytes`, boxed as [`Dispatch::submit`]
+/// takes it.
 ///
 /// # Errors
 ///
 /// `bytes` back, when the http crate refuses the method or request-target
 /// (the fields are httparse's to check, a token name and a field-content
 /// value, and [`parse`]'s: a name of at most [`NAME_MAX`] bytes).
-fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<RequestHead, Bytes> {
+fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<Box<RequestHead>, Bytes> {
     let (start, len) = head.method;
     let Ok(method) = Method::from_bytes(&bytes[start..start + len]) else {
         return Err(bytes);
@@ -627,7 +628,9 @@ fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<RequestHead, 
     let Ok(uri) = Uri::from_maybe_shared(bytes.slice(start..start + len)) else {
         return Err(bytes);
     };
-    Ok(RequestHead::raw(
+    // Boxed here, where it is made: the exchange's future holds the box, not
+    // the 216-byte head (each move of which was a `memcpy`).
+    Ok(Box::new(RequestHead::raw(
         method,
         uri,
         if head.http10 {
@@ -637,7 +640,7 @@ fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<RequestHead, 
         },
         bytes,
         spans.to_vec(),
-    ))
+    )))
 }
 
 /// How a response body is delimited.
@@ -667,14 +670,26 @@ async fn respond<S: AsyncWrite + Unpin>(
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
-    let Reply { response, lines } = reply;
-    let (parts, mut body) = response.into_parts();
+    let Reply {
+        status,
+        mut body,
+        lines,
+        extra,
+    } = reply;
     let known = match &body {
         ResponseBody::Empty | ResponseBody::Full(None) => Some(0),
         ResponseBody::Full(Some(data)) => Some(data.len() as u64),
         ResponseBody::Stream { .. } | ResponseBody::File(_) => None,
     };
-    let (framing, close) = encode_head(&parts, &lines, known, head, keep_alive, out);
+    let (framing, close) = encode_head(
+        status,
+        extra.as_deref(),
+        &lines,
+        known,
+        head,
+        keep_alive,
+        out,
+    );
     if framing == Framing::Length(0) {
         write_all(io, &mut [out]).await?;
         return Ok(!close);
@@ -863,14 +878,14 @@ fn poll_write_parts<S: AsyncWrite + Unpin>(
 /// [`respond`]). Returns the body's framing and whether the connection
 /// closes after.
 fn encode_head(
-    parts: &http::response::Parts,
+    status: StatusCode,
+    extra: Option<&ReplyExtra>,
     lines: &FieldLines,
     known: Option<u64>,
     head: &Head,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> (Framing, bool) {
-    let status = parts.status;
     out.clear();
     // RFC 9110 §6.2: a server sends a version no higher than the request's
     // major version; hyper answers an HTTP/1.0 request as HTTP/1.0.
@@ -879,7 +894,7 @@ fn encode_head(
     } else {
         b"HTTP/1.1 "
     });
-    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    let reason = extra.and_then(|extra| extra.reason.as_ref());
     if status == StatusCode::OK && reason.is_none() {
         out.extend_from_slice(b"200 OK\r\n");
     } else {
@@ -922,7 +937,7 @@ fn encode_head(
         push_field(out, b"connection", b"close");
         connection = Some(out.len() - 2);
     }
-    for (name, value) in &parts.headers {
+    for (name, value) in extra.iter().flat_map(|extra| &extra.headers) {
         if name == CONTENT_LENGTH {
             if !frame_by(&mut framing, content_length(value.as_bytes())) {
                 continue; // a repeat, or a length the (empty) body denies

@@ -28,6 +28,6 @@ pub use body::{BodyError, ResponseBody};
 pub use dispatch::{ConnectionKept, Dispatch, InlineHandler, Job, Origin, RequestBody};
 pub use head::RequestHead;
 pub use limits::Limits;
-pub use reply::{FieldLines, Reply, ReplyReceiver, ReplySender, ReplySlot};
+pub use reply::{FieldLines, Reply, ReplyExtra, ReplyReceiver, ReplySender, ReplySlot};
 pub use sendfile::{FileBody, SendfileQueue};
 pub use server::{run, Listener, Peer, RunOptions};

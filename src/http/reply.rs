@@ -14,26 +14,59 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Response, StatusCode};
 
 use super::ResponseBody;
 
-/// A response for the connection: status, reason phrase, server-made fields
-/// and body in `response`, the application's fields in `lines`.
+/// A response for the connection: status, body, the application's fields in
+/// `lines`, and what only a few responses have in `extra`.
+///
+/// Kept small (at most 128 bytes; a `Response` made it 208): a reply moves
+/// from `start_response` through the connection's [`ReplySlot`] and several
+/// futures to the writer, and a move of a larger value is a `memcpy` call
+/// each time.
 #[derive(Debug)]
 pub struct Reply {
-    /// Status, reason (`hyper::ext::ReasonPhrase`), fields the server made
-    /// (an error response's, say), and the body.
-    pub response: Response<ResponseBody>,
+    /// The status code.
+    pub status: StatusCode,
+    /// The body.
+    pub body: ResponseBody,
     /// The application's fields, validated.
     pub lines: FieldLines,
+    /// A reason phrase of its own, or fields the server made (an error
+    /// response's); `None` for the usual response (no allocation).
+    pub extra: Option<Box<ReplyExtra>>,
+}
+
+// The size the doc comment of `Reply` promises (x86-64).
+const _: () = assert!(std::mem::size_of::<Reply>() <= 128);
+
+/// What few replies have ([`Reply::extra`]).
+#[derive(Debug, Default)]
+pub struct ReplyExtra {
+    /// The reason phrase, when not the status code's canonical one.
+    pub reason: Option<hyper::ext::ReasonPhrase>,
+    /// Fields the server made, sent after the application's.
+    pub headers: HeaderMap,
 }
 
 impl From<Response<ResponseBody>> for Reply {
+    /// The status, fields, reason phrase (`hyper::ext::ReasonPhrase`) and
+    /// body of `response`; its version and other extensions are dropped.
     fn from(response: Response<ResponseBody>) -> Reply {
+        let (mut parts, body) = response.into_parts();
+        let reason = parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+        let extra = (reason.is_some() || !parts.headers.is_empty()).then(|| {
+            Box::new(ReplyExtra {
+                reason,
+                headers: parts.headers,
+            })
+        });
         Reply {
-            response,
+            status: parts.status,
+            body,
             lines: FieldLines::default(),
+            extra,
         }
     }
 }
@@ -43,14 +76,26 @@ impl Reply {
     /// `content-length`, `connection: close`, then the server's fields.
     pub fn into_response(self) -> Response<ResponseBody> {
         let Reply {
-            mut response,
+            status,
+            body,
             lines,
+            extra,
         } = self;
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        let (reason, headers) = match extra {
+            Some(extra) => (extra.reason, extra.headers),
+            None => (None, HeaderMap::new()),
+        };
+        if let Some(reason) = reason {
+            response.extensions_mut().insert(reason);
+        }
         if lines.is_empty() {
+            *response.headers_mut() = headers;
             return response;
         }
         let mut map = lines.to_header_map();
-        for (name, value) in std::mem::take(response.headers_mut()) {
+        for (name, value) in headers {
             if let Some(name) = name {
                 map.append(name, value);
             }
@@ -59,14 +104,27 @@ impl Reply {
         response
     }
 
+    /// The fields the server made (none for the usual response).
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.extra.as_ref().map(|extra| &extra.headers)
+    }
+
+    /// The reason phrase of its own, if any.
+    pub fn reason(&self) -> Option<&hyper::ext::ReasonPhrase> {
+        self.extra.as_ref().and_then(|extra| extra.reason.as_ref())
+    }
+
     /// Ask for the connection to close after this response (RFC 9112 §9.6).
     pub fn close(&mut self) {
-        if self.lines.is_empty() {
-            self.response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        } else {
-            self.lines.close = true;
+        // A `connection: close` line comes where the server's field would
+        // when there are none of either: one rule but for an error response.
+        match &mut self.extra {
+            Some(extra) if self.lines.is_empty() && !extra.headers.is_empty() => {
+                extra
+                    .headers
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => self.lines.close = true,
         }
     }
 }
@@ -178,9 +236,6 @@ struct Slot {
     waker: Option<Waker>,
 }
 
-// The reply lives in the slot made once per connection: boxing it to shrink
-// the other variants would allocate per request.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Default)]
 enum State {
     /// Waiting for the reply.
@@ -322,13 +377,16 @@ mod tests {
     use super::*;
 
     fn reply(status: u16) -> Reply {
-        let mut response = Response::new(ResponseBody::Empty);
-        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-        response.into()
+        Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: ResponseBody::Empty,
+            lines: FieldLines::default(),
+            extra: None,
+        }
     }
 
     fn status(reply: Option<Reply>) -> Option<u16> {
-        reply.map(|r| r.response.status().as_u16())
+        reply.map(|r| r.status.as_u16())
     }
 
     #[tokio::test]
@@ -399,10 +457,38 @@ mod tests {
         response
             .headers_mut()
             .insert("x-server", HeaderValue::from_static("1"));
-        let mut reply = Reply { response, lines };
+        let mut reply = Reply::from(response);
+        reply.lines = lines;
         reply.close();
         let response = reply.into_response();
         let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["date", "connection", "x-server"]);
+    }
+
+    #[test]
+    fn a_response_s_reason_and_fields_go_through_a_reply() {
+        let mut response = Response::new(ResponseBody::Empty);
+        *response.status_mut() = StatusCode::from_u16(299).unwrap();
+        let reason = hyper::ext::ReasonPhrase::try_from(&b"Fine Thing"[..]).unwrap();
+        response.extensions_mut().insert(reason.clone());
+        response
+            .headers_mut()
+            .insert("x-server", HeaderValue::from_static("1"));
+        let reply = Reply::from(response);
+        assert_eq!(reply.reason(), Some(&reason));
+        assert_eq!(reply.headers().unwrap()["x-server"], "1");
+        let response = reply.into_response();
+        assert_eq!(response.status().as_u16(), 299);
+        assert_eq!(
+            response.extensions().get::<hyper::ext::ReasonPhrase>(),
+            Some(&reason)
+        );
+        assert_eq!(response.headers()["x-server"], "1");
+        // The usual response carries nothing more, and closes by a line.
+        let mut plain = Reply::from(Response::new(ResponseBody::Empty));
+        assert!(plain.extra.is_none());
+        plain.close();
+        assert!(plain.lines.close);
+        assert_eq!(plain.into_response().headers()["connection"], "close");
     }
 }

@@ -71,6 +71,17 @@ pub(crate) fn release(py: Python<'_>, input: Bound<'_, Input>) {
 
 /// Reused alone: it keeps no Python object.
 impl Reusable for Input {
+    /// A whole [`Input::new`] state.
+    type Arm = Input;
+
+    fn new(arm: Input) -> Input {
+        arm
+    }
+
+    fn rearm(&mut self, arm: Input) {
+        *self = arm;
+    }
+
     /// Drop the body and what was read of it: a body read whole shares the
     /// connection's read buffer, which gets its room back only once no one
     /// holds a piece of it.

@@ -48,6 +48,16 @@ pub(crate) trait Reusable:
         Ok(())
     }
 
+    /// What a request gives the object: all of its request's state.
+    type Arm;
+
+    /// A new object's state for a request.
+    fn new(arm: Self::Arm) -> Self;
+
+    /// Put a new request's state in a pooled object, leaving none of the
+    /// last request's.
+    fn rearm(&mut self, arm: Self::Arm);
+
     /// Drop what belongs to the finished request (its connection's state, a
     /// body's bytes) as the object goes into the pool.
     fn retire(&mut self);
@@ -66,14 +76,14 @@ impl<T: Reusable> Pool<T> {
         }
     }
 
-    /// The object for a new request with `state`: a finished one from the
-    /// pool with `state` put in it whole (none of its last request's state
-    /// is left), or a new one.
+    /// The object for a new request armed with `arm`: a finished one from
+    /// the pool, re-armed ([`Reusable::rearm`]: none of its last request's
+    /// state is left), or a new one.
     ///
     /// # Errors
     ///
     /// The Python error of making a new object (out of memory).
-    pub(crate) fn acquire<'py>(&self, py: Python<'py>, state: T) -> PyResult<Bound<'py, T>> {
+    pub(crate) fn acquire<'py>(&self, py: Python<'py>, arm: T::Arm) -> PyResult<Bound<'py, T>> {
         loop {
             let pooled = self.objects.get(py).borrow_mut().pop();
             let Some(object) = pooled else { break };
@@ -93,12 +103,12 @@ impl<T: Reusable> Pool<T> {
             }
             {
                 let mut this = object.borrow_mut();
-                *this = state;
+                this.rearm(arm);
                 this.set_companion(companion);
             }
             return Ok(object);
         }
-        let object = Bound::new(py, state)?;
+        let object = Bound::new(py, T::new(arm))?;
         T::made(&object)?;
         Ok(object)
     }
@@ -218,6 +228,16 @@ mod tests {
     }
 
     impl Reusable for Probe {
+        type Arm = Probe;
+
+        fn new(arm: Probe) -> Probe {
+            arm
+        }
+
+        fn rearm(&mut self, arm: Probe) {
+            *self = arm;
+        }
+
         fn retire(&mut self) {
             self.request = 0;
         }

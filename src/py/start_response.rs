@@ -25,7 +25,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -38,7 +38,9 @@ use tokio::sync::{mpsc, Notify};
 use super::errors;
 use super::pool::{Pool, Reusable};
 use crate::http::dispatch::failure_response;
-use crate::http::{BodyError, FileBody, Reply, ReplySender, ResponseBody, SendfileQueue};
+use crate::http::{
+    BodyError, FileBody, Reply, ReplyExtra, ReplySender, ResponseBody, SendfileQueue,
+};
 use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
@@ -85,8 +87,26 @@ pub struct StartResponse {
 /// else references ([`release`]).
 static POOL: Pool<StartResponse> = Pool::new();
 
-/// The `start_response` callable for a new request in `state`: a finished
-/// one from the pool, re-armed, or a new one with its bound `write` made.
+/// What a request gives its `start_response` ([`acquire`]).
+#[derive(Debug)]
+pub(crate) struct Arm {
+    /// Where the reply goes.
+    pub reply: ReplySender,
+    /// The connection's abort signal (`Job::abort`).
+    pub abort: Arc<Notify>,
+    /// The connection's file queue, when it sends files with `sendfile(2)`.
+    pub sendfile: Option<Arc<SendfileQueue>>,
+    /// A HEAD request: the head goes out, a body never does.
+    pub no_body: bool,
+    /// Served on the event loop's thread (the inline path).
+    pub inline: bool,
+    /// Keep a copy of the head as sent, for [`StartResponse::access`].
+    pub keep_head: bool,
+}
+
+/// The `start_response` callable for a new request (`arm`): a finished
+/// one from the pool, re-armed in place, or a new one with its bound `write`
+/// made.
 ///
 /// A request's `start_response` and `write` cost an object each to make and
 /// to free (a pyclass instance and a bound method, ~800 instructions); a
@@ -95,8 +115,8 @@ static POOL: Pool<StartResponse> = Pool::new();
 /// # Errors
 ///
 /// The Python error of making a new object (out of memory).
-pub(crate) fn acquire(py: Python<'_>, state: StartResponse) -> PyResult<Bound<'_, StartResponse>> {
-    POOL.acquire(py, state)
+pub(crate) fn acquire(py: Python<'_>, arm: Arm) -> PyResult<Bound<'_, StartResponse>> {
+    POOL.acquire(py, arm)
 }
 
 /// The request of `start_response` is over: keep it for [`acquire`] when
@@ -113,6 +133,16 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
 /// object), which only it may hold.
 impl Reusable for StartResponse {
     const COMPANION: bool = true;
+
+    type Arm = Arm;
+
+    fn new(arm: Arm) -> StartResponse {
+        StartResponse::new(arm)
+    }
+
+    fn rearm(&mut self, arm: Arm) {
+        StartResponse::rearm(self, arm);
+    }
 
     fn take_companion(&mut self) -> Option<Py<PyAny>> {
         self.write.take()
@@ -142,35 +172,67 @@ impl Reusable for StartResponse {
 }
 
 impl StartResponse {
-    pub(crate) fn new(
-        reply: ReplySender,
-        abort: Arc<Notify>,
-        sendfile: Option<Arc<SendfileQueue>>,
-        no_body: bool,
-    ) -> StartResponse {
+    /// The state of a new request's response (see [`Arm`]), with no `write` yet.
+    pub(crate) fn new(arm: Arm) -> StartResponse {
         StartResponse {
-            reply: Some(reply),
-            abort,
-            sendfile,
+            reply: Some(arm.reply),
+            abort: arm.abort,
+            sendfile: arm.sendfile,
             stream: None,
             pending: None,
             sent: false,
             remaining: None,
-            no_body,
+            no_body: arm.no_body,
             disconnected: false,
             sent_head: None,
-            keep_head: false,
+            keep_head: arm.keep_head,
             bytes_sent: 0,
-            inline: false,
+            inline: arm.inline,
             overflow: std::collections::VecDeque::new(),
             ending: false,
             write: None,
         }
     }
 
-    /// Mark this response as served on the event loop's thread.
-    pub(crate) fn set_inline(&mut self) {
-        self.inline = true;
+    /// Become what [`StartResponse::new`] makes of `arm`, keeping `write`.
+    ///
+    /// Field by field, in place: assigning a whole new state copied all of
+    /// it (a `memcpy` call per request).
+    fn rearm(&mut self, arm: Arm) {
+        // Every field named: one added later must be thought of here.
+        let StartResponse {
+            reply,
+            abort,
+            sendfile,
+            stream,
+            pending,
+            sent,
+            remaining,
+            no_body,
+            disconnected,
+            sent_head,
+            keep_head,
+            bytes_sent,
+            inline,
+            overflow,
+            ending,
+            write: _,
+        } = self;
+        *reply = Some(arm.reply);
+        *abort = arm.abort;
+        *sendfile = arm.sendfile;
+        *stream = None;
+        *pending = None;
+        *sent = false;
+        *remaining = None;
+        *no_body = arm.no_body;
+        *disconnected = false;
+        *sent_head = None;
+        *keep_head = arm.keep_head;
+        *bytes_sent = 0;
+        *inline = arm.inline;
+        *overflow = std::collections::VecDeque::new();
+        *ending = false;
     }
 
     /// A worker thread takes the response over: deliver what waited.
@@ -231,11 +293,6 @@ impl StartResponse {
         } else {
             self.ending = true;
         }
-    }
-
-    /// Keep a copy of the head as sent, for [`StartResponse::access`].
-    pub(crate) fn keep_head_for_log(&mut self) {
-        self.keep_head = true;
     }
 
     /// Status, fields and body bytes as sent (status 0 if nothing was sent).
@@ -303,25 +360,32 @@ impl StartResponse {
             ResponseBody::Stream { .. } if !self.no_body => head.content_length,
             _ => Some(0),
         };
-        let mut response = Response::new(body);
-        *response.status_mut() = head.status;
-        if let Some(reason) = head.reason {
+        let reason = head.reason.and_then(|reason| {
             let reason: Vec<u8> = reason.chars().map(|c| c as u8).collect();
-            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
-                response.extensions_mut().insert(reason);
-            }
-        }
+            hyper::ext::ReasonPhrase::try_from(reason).ok()
+        });
         let mut lines = head.fields;
         lines.content_length = head.content_length;
         lines.close = head.close;
-        if let (ResponseBody::Full(Some(data)), false) = (response.body(), self.no_body) {
+        if let (ResponseBody::Full(Some(data)), false) = (&body, self.no_body) {
             self.bytes_sent = data.len() as u64;
         }
         if self.keep_head {
             self.sent_head = Some((head.status.as_u16(), lines.to_header_map()));
         }
-        let reply = self.reply.take().expect("the head is sent once");
-        if reply.send(Reply { response, lines }).is_err() {
+        let sender = self.reply.take().expect("the head is sent once");
+        let reply = Reply {
+            status: head.status,
+            body,
+            lines,
+            extra: reason.map(|reason| {
+                Box::new(ReplyExtra {
+                    reason: Some(reason),
+                    headers: http::HeaderMap::new(),
+                })
+            }),
+        };
+        if sender.send(reply).is_err() {
             self.disconnected = true;
         }
         Ok(())
@@ -763,6 +827,7 @@ impl StartResponse {
 mod tests {
     use super::*;
     use crate::py::pool::POOL_TESTS;
+    use http::Response;
     use pyo3::ffi;
     use pyo3::pybacked::PyBackedBytes;
 
@@ -773,7 +838,7 @@ mod tests {
         let before = object.get_refcnt();
         let slot = Arc::new(crate::http::ReplySlot::default());
         let (reply, response) = slot.expect();
-        let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
+        let mut sr = StartResponse::new(arm(reply, false));
         sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
         let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
         sr.send_whole(py, data).unwrap();
@@ -808,11 +873,24 @@ mod tests {
         });
     }
 
+    /// What a request on a connection of its own, not HEAD, gives its
+    /// response; served inline if `inline`.
+    fn arm(reply: ReplySender, inline: bool) -> Arm {
+        Arm {
+            reply,
+            abort: Arc::new(Notify::new()),
+            sendfile: None,
+            no_body: false,
+            inline,
+            keep_head: false,
+        }
+    }
+
     /// A fresh response state on a connection of its own.
-    fn fresh() -> StartResponse {
+    fn fresh() -> Arm {
         let slot = Arc::new(crate::http::ReplySlot::default());
         let (reply, _response) = slot.expect();
-        StartResponse::new(reply, Arc::new(Notify::new()), None, false)
+        arm(reply, false)
     }
 
     #[test]
@@ -820,8 +898,7 @@ mod tests {
         Python::with_gil(|py| {
             let slot = Arc::new(crate::http::ReplySlot::default());
             let (reply, _response) = slot.expect();
-            let mut sr = StartResponse::new(reply, Arc::new(Notify::new()), None, false);
-            sr.set_inline();
+            let mut sr = StartResponse::new(arm(reply, true));
             sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
             // More chunks than the channel holds: the rest wait in `overflow`.
             for _ in 0..64 {

@@ -214,7 +214,11 @@ pub(crate) fn inline_handler(
     slot: usize,
 ) -> InlineHandler {
     Arc::new(move |job: Job| {
+        // Held here and taken inside: a closure that owned the job was
+        // copied whole (a `memcpy` call) as it was made and again as it ran.
+        let mut job = Some(job);
         Python::with_gil(|py| {
+            let job = job.take().expect("taken once");
             if let Some((board, worker)) = &context.board {
                 mark_busy(board, *worker, slot, &job.head);
             }
@@ -393,7 +397,9 @@ pub(crate) struct Call {
     /// `None` for a request without a body: `wsgi.input` was the worker's `EmptyInput`.
     input: Option<Py<Input>>,
     environ: Option<Py<PyDict>>,
-    result: PyResult<Py<PyAny>>,
+    /// The application's iterable, or what it raised: boxed, the rare error
+    /// keeps a call within 128 bytes, so moving one is no `memcpy` call.
+    result: Result<Py<PyAny>, Box<PyErr>>,
     /// The regular file behind a `wsgi.file_wrapper` result, once looked up.
     file: Option<OpenFile>,
 }
@@ -456,24 +462,21 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         received,
         kept,
     } = job;
-    let head_request = head.method == Method::HEAD;
-    let start_response = StartResponse::new(reply, abort, sendfile, head_request);
-    let start_response = match start_response::acquire(py, start_response) {
+    let arm = start_response::Arm {
+        reply,
+        abort,
+        sendfile,
+        no_body: head.method == Method::HEAD,
+        inline,
+        keep_head: context.access.is_some(),
+    };
+    let start_response = match start_response::acquire(py, arm) {
         Ok(sr) => sr,
         Err(err) => {
             errors::log_exception(py, "cannot create start_response", &err);
             return None;
         }
     };
-    {
-        let mut sr = start_response.borrow_mut();
-        if context.access.is_some() {
-            sr.keep_head_for_log();
-        }
-        if inline {
-            sr.set_inline();
-        }
-    }
     let input = if body.is_empty() {
         Ok(None)
     } else {
@@ -515,7 +518,8 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         let result = context.app.bind(py).call1((&env, &start_response));
         environ = Some(env.unbind());
         result.map(Bound::unbind)
-    });
+    })
+    .map_err(Box::new);
     Some(Call {
         head,
         peer,

@@ -127,7 +127,9 @@ fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
             lines.push(&name, value.as_bytes());
         }
     }
-    let _ = inner.send(http::Reply { response, lines });
+    let mut reply = http::Reply::from(response);
+    reply.lines = lines;
+    let _ = inner.send(reply);
 }
 
 fn start(options: RunOptions) -> (u16, tokio::sync::watch::Sender<bool>) {
