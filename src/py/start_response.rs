@@ -45,6 +45,19 @@ use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
 
+/// Whether a chunk that finds the connection's channel full waits where it
+/// is sent or is handed back to `write` ([`StartResponse::write`]).
+#[derive(Debug, Default)]
+enum Parking {
+    /// Wait for room where it is sent.
+    #[default]
+    Off,
+    /// Keep it here for `write`, which waits with the object let go.
+    On,
+    /// The chunk kept.
+    Parked(Chunk),
+}
+
 /// The largest whole body [`StartResponse::send_whole`] copies, in bytes.
 const COPIED_BODY: usize = 4096;
 
@@ -77,6 +90,9 @@ pub struct StartResponse {
     /// The body is complete but chunks still wait in `overflow`: the channel
     /// closes once they are delivered ([`StartResponse::pump`]).
     ending: bool,
+    /// A chunk `write` waits to send without holding this object
+    /// ([`StartResponse::write`]).
+    parking: Parking,
     /// This object's bound `write` method, made once and kept while the
     /// object is reused ([`acquire`]); the cycle it makes is broken by
     /// [`release`], or by the garbage collector ([`StartResponse::__clear__`]).
@@ -190,6 +206,7 @@ impl StartResponse {
             inline: arm.inline,
             overflow: std::collections::VecDeque::new(),
             ending: false,
+            parking: Parking::Off,
             write: None,
         }
     }
@@ -216,6 +233,7 @@ impl StartResponse {
             inline,
             overflow,
             ending,
+            parking,
             write: _,
         } = self;
         *reply = Some(arm.reply);
@@ -233,6 +251,7 @@ impl StartResponse {
         *inline = arm.inline;
         *overflow = std::collections::VecDeque::new();
         *ending = false;
+        *parking = Parking::Off;
     }
 
     /// A worker thread takes the response over: deliver what waited.
@@ -424,6 +443,10 @@ impl StartResponse {
         let Some(tx) = &self.stream else { return false };
         let delivered = match tx.try_send(item) {
             Ok(()) => true,
+            Err(TrySendError::Full(item)) if matches!(self.parking, Parking::On) => {
+                self.parking = Parking::Parked(item);
+                return true;
+            }
             Err(TrySendError::Full(item)) => py.allow_threads(|| tx.blocking_send(item).is_ok()),
             Err(TrySendError::Closed(_)) => false,
         };
@@ -806,7 +829,13 @@ impl StartResponse {
     ///
     /// :raises TypeError: ``data`` is not bytes.
     /// :raises ConnectionError: the client has disconnected.
-    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    ///
+    /// With ``--threads N`` a chunk that finds the connection's buffer full
+    /// waits for room with the GIL released and this object let go: a thread
+    /// the application started may call ``write`` after the response was
+    /// handed back, and the worker thread must still be able to end it.
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
         let data = data.downcast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "write() takes bytes, not {}: encode text first",
@@ -815,8 +844,30 @@ impl StartResponse {
                     .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
-        self.send(py, Bytes::copy_from_slice(data.as_bytes()))?;
-        if self.disconnected {
+        let parked = {
+            let mut this = slf.try_borrow_mut()?;
+            this.parking = Parking::On;
+            let sent = this.send(py, Bytes::copy_from_slice(data.as_bytes()));
+            let parked = match std::mem::take(&mut this.parking) {
+                Parking::Parked(item) => this.stream.clone().map(|tx| (tx, item)),
+                Parking::Off | Parking::On => None,
+            };
+            sent?;
+            parked
+        };
+        let mut disconnected = false;
+        if let Some((tx, item)) = parked {
+            if !py.allow_threads(|| tx.blocking_send(item).is_ok()) {
+                disconnected = true;
+                // Busy (the worker thread waits on the connection in turn):
+                // its own send finds the client gone.
+                if let Ok(mut this) = slf.try_borrow_mut() {
+                    this.disconnected = true;
+                    this.stream = None;
+                }
+            }
+        }
+        if disconnected || slf.try_borrow().is_ok_and(|this| this.disconnected) {
             return Err(PyConnectionError::new_err("the client disconnected"));
         }
         Ok(())

@@ -319,3 +319,21 @@ def test_a_write_through_a_found_object_reaches_no_other_response(ferrule_server
         wrote = httpx.get(f"{server.url}/write-hunted?k={k}", timeout=TIMEOUT)
         assert wrote.content == b"wrote"
         assert [f.result().content for f in slow] == [b"slow body"] * 3
+
+
+def test_write_from_a_thread_while_the_client_is_slow_to_read_breaks_nothing(server):
+    """A thread the application started keeps calling ``write`` while the client
+    reads nothing and the connection's buffer is full, and the application returns
+    meanwhile. ``write`` used to wait for room holding the ``start_response`` object,
+    so the worker thread that ends the response found it taken and panicked (and the
+    request then ran until ``--timeout`` killed the worker). Now the response is
+    whole: the application's last block once, and the thread's blocks sent before the
+    response ended (those it writes after are the application's mistake, and dropped)."""
+    with Wire(server.port) as wire:
+        wire.send(b"GET /write-in-thread HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.5)  # read nothing while both sides fill the buffers
+        resp = wire.read_response()
+    assert resp.status == 200 and resp.complete
+    assert resp.body.count(b"end") == 1
+    assert (len(resp.body) - 3) % 65536 == 0
+    assert "panicked" not in server.log()

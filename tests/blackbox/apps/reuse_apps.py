@@ -343,6 +343,25 @@ def read_in_thread(environ, start_response):
     return [b"answered"]
 
 
+def write_in_thread(environ, start_response):
+    """A thread writes 200 blocks of 64 KiB through ``write`` while the application
+    returns its own last block: the response ends when both are done."""
+    import threading
+
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    def pump():
+        try:
+            for _ in range(200):
+                write(b"x" * 65536)
+        except Exception as exc:  # noqa: BLE001 - reported in the server's log
+            print("write-in-thread:", repr(exc), flush=True)
+
+    threading.Thread(target=pump, daemon=True).start()
+    time.sleep(0.3)
+    return [b"end"]
+
+
 def thread_read(environ, start_response):
     """What the thread of ``read_in_thread`` read: a length, an error, or nothing yet."""
     return report(start_response, {"read": slot(environ).get("read")})
@@ -474,6 +493,7 @@ ROUTES = {
     "/keep-input": keep_input,
     "/read-in-thread": read_in_thread,
     "/thread-read": thread_read,
+    "/write-in-thread": write_in_thread,
     "/use-kept-input": use_kept_input,
     "/read-some": read_some,
     "/read-lines": read_lines,
