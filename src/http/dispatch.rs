@@ -75,7 +75,8 @@ pub struct Job {
 
 /// What the application side keeps between the requests of one connection,
 /// set by its first request and dropped with the connection: the Python side
-/// keeps the connection's part of the environ (`REMOTE_ADDR`, `REMOTE_PORT`).
+/// keeps the connection's part of the environ (`REMOTE_ADDR`, `REMOTE_PORT`, and
+/// the repeated fields of its first request, `py::environ`).
 pub type ConnectionKept = std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>;
 
 /// What the requests of one connection share, for their [`Job`]s.

@@ -2,11 +2,20 @@
 //!
 //! The template holds every key whose value is the same for all requests on a
 //! listener (DESIGN.md §2), and `REQUEST_METHOD`, `QUERY_STRING` and
-//! `SERVER_PROTOCOL` as most requests have them (`GET`, empty, `HTTP/1.1`); a
-//! request copies it (`PyDict_Copy`, no Python code runs), adds its own keys
-//! from [`RequestVars`] and sets those three only where it differs. Per-request strings are
-//! decoded from bytes as latin-1, which maps every byte to one character, so no
-//! header value is ever dropped or emptied (PEP 3333 §"Unicode Issues").
+//! `SERVER_PROTOCOL` as most requests have them (`GET`, empty, `HTTP/1.1`).
+//! Each connection's first request copies it into the connection's own
+//! template ([`Connection`]), which adds `REMOTE_ADDR`, `REMOTE_PORT` and the
+//! `HTTP_*` keys of the fields a client repeats ([`VALUE_KEPT`]: `Host`,
+//! `User-Agent`, `Accept`, ...; never cookies or credentials) as that first
+//! request had them. Every request copies the connection's template
+//! (`PyDict_Copy`, no Python code runs), adds its own keys from
+//! [`RequestVars`], sets those three and the kept fields only where it
+//! differs, and deletes the kept fields it does not have: its environ has the
+//! same keys and values (PEP 3333 §"environ Variables") whatever came before
+//! it on the connection; only the dict's order depends on the first request.
+//! Per-request strings are decoded from bytes as latin-1, which maps every
+//! byte to one character, so no header value is ever dropped or emptied (PEP
+//! 3333 §"Unicode Issues").
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -45,11 +54,14 @@ pub(crate) struct ListenerInfo {
 /// to 64 slots, room for 42 entries.
 ///
 /// `PyDict_Copy` of a template clones its table, size and all, so the room
-/// the template's fifteen keys (and a connection's two, [`connection_template`])
-/// leave is what a request's own keys fill without
-/// the dict growing (a resize, and the old table freed, per request). A table
-/// sized for the template alone had room for 9 more: a bare request's 8 fit,
-/// a browser's 15 to 20 did not.
+/// the template's fifteen keys leave is what a connection's template
+/// ([`Connection`]: two keys, and at most the 23 fields of [`VALUE_KEPT`])
+/// and then a request's own keys fill without the dict growing (a resize,
+/// and the old table freed, per request). A request's field that the
+/// connection keeps takes no more room; one it does not keep takes an entry,
+/// and so does a kept field the request lacks (a deleted entry keeps its
+/// place until a resize). A table sized for the template alone had room for
+/// 9 more: a bare request's 8 fit, a browser's 15 to 20 did not.
 const TEMPLATE_ROOM: ffi::Py_ssize_t = 40;
 
 /// The constant part of every environ on one listener.
@@ -95,8 +107,14 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
 }
 
 /// The environ of the request `head` from `peer`: a copy of the
-/// connection's template (see [`connection_template`]) plus the request's
-/// own keys.
+/// connection's template (see [`Connection`]) plus the request's own keys.
+///
+/// The copy already holds the kept fields of the connection's first request:
+/// a field whose value is byte-equal to the kept one is not set again (a
+/// dict insert is ~130 instructions, issue 5), one that differs is set, and
+/// a kept key this request lacks is deleted, so the environ has the same keys
+/// and values as if every field were set on a copy without them (only the
+/// dict's order differs).
 ///
 /// `wsgi.input` is set by the caller, which owns the request body.
 pub(crate) fn build<'py>(
@@ -108,8 +126,9 @@ pub(crate) fn build<'py>(
     info: &ListenerInfo,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (root_path, trusted) = (&info.root_path, &info.trusted);
-    let env = connection_template(py, template, peer, kept)?.copy()?;
     let vars = RequestVars::new(head, root_path);
+    let connection = Connection::of(py, template, peer, kept, &vars)?;
+    let env = connection.env.bind(py).copy()?;
     // The template says GET, no query, HTTP/1.1 ([`template`]): a dict
     // insert is ~130 instructions, three of them a request (issue 5).
     if vars.method != "GET" {
@@ -140,15 +159,29 @@ pub(crate) fn build<'py>(
     if !trusted.is_empty() && trusted.trusts(peer.ip()) {
         apply_forwarded(py, &env, head)?;
     }
+    // Bit i: this request has the kept field `COMMON_FIELDS[i]`.
+    let mut present = 0u64;
     for (key, value) in vars.fields() {
         // Only the keys of the static table are interned: interned strings are
         // immortal in CPython 3.12+, and a client chooses the other names.
         match key {
             FieldKey::Common(i) => {
+                if let Some(kept) = &connection.values[i] {
+                    present |= 1 << i;
+                    if **kept == *value {
+                        continue; // in the copy already
+                    }
+                }
                 env.set_item(common_key(py, i), common_value(py, i, &value)?)?;
             }
             FieldKey::Built(key) => env.set_item(PyString::new(py, &key), latin1(py, &value)?)?,
         }
+    }
+    let mut absent = connection.kept & !present;
+    while absent != 0 {
+        let i = absent.trailing_zeros() as usize;
+        absent &= absent - 1;
+        env.del_item(common_key(py, i))?;
     }
     Ok(env)
 }
@@ -187,36 +220,86 @@ fn common_key<'a>(py: Python<'a>, index: usize) -> &'a Bound<'a, PyString> {
     keys[index].bind(py)
 }
 
-/// The keys every request of one connection shares: the listener's
-/// `template` plus the client's `REMOTE_ADDR` and `REMOTE_PORT` (only an
-/// empty `REMOTE_ADDR` for a Unix-socket peer, as gunicorn). The connection's
-/// first request makes it and keeps it in `kept`; the others copy it as it is.
-fn connection_template<'py>(
-    py: Python<'py>,
-    template: &Bound<'py, PyDict>,
-    peer: Peer,
-    kept: &ConnectionKept,
-) -> PyResult<Bound<'py, PyDict>> {
-    if let Some(made) = kept.get().and_then(|k| k.downcast_ref::<Py<PyDict>>()) {
-        return Ok(made.bind(py).clone());
-    }
-    let env = template.copy()?;
-    match peer {
-        Peer::Tcp(addr) => {
-            let ip = match addr.ip() {
-                IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15]))?,
-                IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
-            };
-            env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
-            let port = latin1(py, port_text(addr.port(), &mut [0; 5]))?;
-            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+/// What one connection keeps between its requests, in its
+/// [`ConnectionKept`]: made by its first request and read by every request.
+struct Connection {
+    /// The connection's template: the listener's `template` plus the
+    /// client's `REMOTE_ADDR` and `REMOTE_PORT` (only an empty `REMOTE_ADDR`
+    /// for a Unix-socket peer, as gunicorn) and the `HTTP_*` key of each
+    /// field of `kept`, with the first request's value as `str` (latin-1).
+    env: Py<PyDict>,
+    /// Bit i set: `env` holds the key of `COMMON_FIELDS[i]`, a field of
+    /// [`VALUE_KEPT`] the first request had, with the value `values[i]`.
+    kept: u64,
+    /// By `COMMON_FIELDS` index, the kept value as the first request sent
+    /// it: the field's bytes, its repeated lines joined with `,` (RFC 9110
+    /// §5.3), at most [`VALUE_KEPT_MAX`] bytes; `None` where `kept` has no bit.
+    values: [Option<Box<[u8]>>; COMMON_FIELDS.len()],
+}
+
+// `Connection::kept` has a bit for each common field.
+const _: () = assert!(COMMON_FIELDS.len() <= 64);
+
+impl Connection {
+    /// The connection's kept state, made from `vars` (its first request) when
+    /// `kept` holds none yet.
+    fn of<'k>(
+        py: Python<'_>,
+        template: &Bound<'_, PyDict>,
+        peer: Peer,
+        kept: &'k ConnectionKept,
+        vars: &RequestVars<'_>,
+    ) -> PyResult<&'k Connection> {
+        if let Some(made) = kept.get().and_then(|k| k.downcast_ref::<Connection>()) {
+            return Ok(made);
         }
-        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+        let made = Connection::new(py, template, peer, vars)?;
+        // Requests of one HTTP/1.1 connection run one after the other; should
+        // two first requests race, one's state serves both: a request sets
+        // every field that differs from the kept value, whichever it is.
+        kept.get_or_init(|| Box::new(made))
+            .downcast_ref::<Connection>()
+            .ok_or_else(|| {
+                pyo3::exceptions::PyRuntimeError::new_err("a connection keeps another state")
+            })
     }
-    // Set once: a second request of the connection cannot race the first
-    // (they run one after the other), and a failed set only costs a copy.
-    let _ = kept.set(Box::new(env.clone().unbind()));
-    Ok(env)
+
+    fn new(
+        py: Python<'_>,
+        template: &Bound<'_, PyDict>,
+        peer: Peer,
+        vars: &RequestVars<'_>,
+    ) -> PyResult<Connection> {
+        let env = template.copy()?;
+        match peer {
+            Peer::Tcp(addr) => {
+                let ip = match addr.ip() {
+                    IpAddr::V4(v4) => latin1(py, ipv4_text(v4, &mut [0; 15]))?,
+                    IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
+                };
+                env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+                let port = latin1(py, port_text(addr.port(), &mut [0; 5]))?;
+                env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+            }
+            Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+        }
+        let mut kept = 0u64;
+        let mut values = [const { None }; COMMON_FIELDS.len()];
+        for (key, value) in vars.fields() {
+            if let FieldKey::Common(i) = key {
+                if VALUE_KEPT[i] && value.len() <= VALUE_KEPT_MAX {
+                    env.set_item(common_key(py, i), common_value(py, i, &value)?)?;
+                    values[i] = Some(Box::from(&*value));
+                    kept |= 1 << i;
+                }
+            }
+        }
+        Ok(Connection {
+            env: env.unbind(),
+            kept,
+            values,
+        })
+    }
 }
 
 /// Whether [`common_value`] keeps the value of `COMMON_FIELDS[i]`: fields a
@@ -413,6 +496,145 @@ mod tests {
         });
     }
 
+    /// Every entry of `env` as (key, `repr` of the value), sorted: two environs
+    /// equal as dicts give equal lists.
+    fn entries(env: &Bound<'_, PyDict>) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.extract().unwrap(), v.repr().unwrap().to_string()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// A raw head of `fields` in `version`, as the exchange makes one.
+    fn head(version: http::Version, fields: &[(&str, &[u8])]) -> RequestHead {
+        let mut head = RequestHead::from_lines("/p?q=1", fields);
+        head.version = version;
+        head
+    }
+
+    #[test]
+    fn a_kept_connections_requests_have_a_fresh_connections_environ() {
+        use http::Version;
+        const UA: &str = "user-agent";
+        let browser: [(&str, &[u8]); 6] = [
+            ("Host", b"example.com:8000"),
+            ("User-Agent", b"Mozilla/5.0"),
+            ("Accept", b"text/html"),
+            ("Accept-Language", b"en"),
+            ("Cookie", b"a=1"),
+            ("Sec-Fetch-Mode", b"navigate"),
+        ];
+        let sequence: Vec<(&str, RequestHead)> = vec![
+            ("first", head(Version::HTTP_11, &browser)),
+            ("same fields", head(Version::HTTP_11, &browser)),
+            (
+                "same host only",
+                head(Version::HTTP_11, &[("Host", b"example.com:8000")]),
+            ),
+            (
+                "other host",
+                head(
+                    Version::HTTP_11,
+                    &[("host", b"example.org"), (UA, b"Mozilla/5.0")],
+                ),
+            ),
+            ("no host", head(Version::HTTP_10, &[("Accept", b"*/*")])),
+            ("nothing", head(Version::HTTP_10, &[])),
+            (
+                "accept again, other",
+                head(
+                    Version::HTTP_11,
+                    &[("Host", b"example.com:8000"), ("accept", b"*/*")],
+                ),
+            ),
+            ("accept as kept", head(Version::HTTP_11, &browser)),
+            (
+                "repeated lines joined",
+                head(
+                    Version::HTTP_11,
+                    &[
+                        ("Host", b"example.com:8000"),
+                        ("Accept", b"text/html"),
+                        ("X-A", b"1"),
+                        ("accept", b"*/*"),
+                        ("Cookie", b"a=1"),
+                        ("cookie", b"b=2"),
+                    ],
+                ),
+            ),
+            (
+                "lines joined to the kept value",
+                head(
+                    Version::HTTP_11,
+                    &[
+                        ("Host", b"example.com:8000"),
+                        ("Accept-Language", b"e"),
+                        ("accept-language", b""),
+                        ("Accept", b"text"),
+                        ("ACCEPT", b"/html"),
+                    ],
+                ),
+            ),
+            (
+                "empty value",
+                head(Version::HTTP_11, &[("Host", b""), ("Accept", b"")]),
+            ),
+            (
+                "latin-1",
+                head(Version::HTTP_11, &[("Host", b"caf\xe9"), (UA, b"\xff")]),
+            ),
+            ("first again", head(Version::HTTP_11, &browser)),
+        ];
+        Python::with_gil(|py| {
+            let info = listener("");
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            let peer = Peer::Tcp("203.0.113.7:40001".parse().unwrap());
+            let kept = ConnectionKept::new();
+            for (name, head) in &sequence {
+                let env = build(py, template, head, peer, &kept, &info).unwrap();
+                let fresh = build(py, template, head, peer, &ConnectionKept::new(), &info);
+                assert_eq!(entries(&env), entries(&fresh.unwrap()), "{name}");
+            }
+            // The connection's template kept the first request's fields, and
+            // no request changed it.
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            let made = made.env.bind(py);
+            assert_eq!(text(made, "HTTP_HOST").as_deref(), Some("example.com:8000"));
+            assert_eq!(
+                text(made, "HTTP_SEC_FETCH_MODE").as_deref(),
+                Some("navigate")
+            );
+            assert_eq!(text(made, "HTTP_COOKIE"), None, "cookies are not kept");
+            assert_eq!(made.len(), 15 + 2 + 5);
+        });
+    }
+
+    #[test]
+    fn a_request_that_sends_a_kept_value_again_sets_nothing() {
+        // An equal value is the kept `str` itself: it was not set again
+        // (`common_value` would share the `str` too, so a field whose last
+        // value elsewhere differs tells the two apart).
+        Python::with_gil(|py| {
+            let info = listener("");
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            let peer = Peer::Tcp("203.0.113.7:40001".parse().unwrap());
+            let kept = ConnectionKept::new();
+            let ours = head(http::Version::HTTP_11, &[("Host", b"kept.test")]);
+            let first = build(py, template, &ours, peer, &kept, &info).unwrap();
+            // Another connection's Host becomes common_value's last.
+            let other = head(http::Version::HTTP_11, &[("Host", b"other.test")]);
+            build(py, template, &other, peer, &ConnectionKept::new(), &info).unwrap();
+            let again = build(py, template, &ours, peer, &kept, &info).unwrap();
+            let host =
+                |env: Bound<'_, PyDict>| env.get_item("HTTP_HOST").unwrap().unwrap().as_ptr();
+            assert_eq!(host(again), host(first), "the kept str");
+        });
+    }
+
     #[test]
     fn a_copy_of_the_template_has_room_for_a_browser_request() {
         Python::with_gil(|py| {
@@ -426,7 +648,9 @@ mod tests {
             let size =
                 |d: &Bound<'_, PyDict>| sizeof.call1((d,)).unwrap().extract::<usize>().unwrap();
             let before = size(&env);
-            // A connection's two keys, then a browser request's own.
+            // A connection's keys, then a browser request's own.
+            let kept = VALUE_KEPT.iter().filter(|&&k| k).count();
+            assert!(2 + kept <= 25, "a connection's template fits");
             for i in 0..25 {
                 env.set_item(format!("HTTP_X_{i}"), "v").unwrap();
             }
