@@ -156,11 +156,18 @@ impl FieldLines {
     /// [`HeaderValue::from_bytes`] checks; `name` is not `content-length` or
     /// `connection` (see the fields of the type).
     pub fn push(&mut self, name: &HeaderName, value: &[u8]) {
-        debug_assert!(HeaderValue::from_bytes(value).is_ok());
         debug_assert!(name != CONTENT_LENGTH && name != CONNECTION);
-        self.date |= name == DATE;
-        self.lines.extend_from_slice(name.as_str().as_bytes());
-        self.lines.extend_from_slice(b": ");
+        let start = [name.as_str().as_bytes(), b": "].concat();
+        self.push_line(&start, value, name == DATE);
+    }
+
+    /// [`FieldLines::push`] for a name already written as the start of its
+    /// line, `name: ` in lowercase; `date` says whether the name is `date`.
+    pub fn push_line(&mut self, start: &[u8], value: &[u8], date: bool) {
+        debug_assert!(HeaderValue::from_bytes(value).is_ok());
+        self.date |= date;
+        self.lines.reserve(start.len() + value.len() + 2);
+        self.lines.extend_from_slice(start);
         self.lines.extend_from_slice(value);
         self.lines.extend_from_slice(b"\r\n");
     }

@@ -41,7 +41,7 @@ use crate::http::dispatch::failure_response;
 use crate::http::{
     BodyError, FileBody, Reply, ReplyExtra, ReplySender, ResponseBody, SendfileQueue,
 };
-use crate::wsgi::status::{field_name, HeadFields, ResponseHead};
+use crate::wsgi::status::{FieldName, HeadFields, ResponseHead};
 
 type Chunk = Result<Bytes, BodyError>;
 
@@ -693,33 +693,43 @@ static NAMES: pyo3::sync::GILProtected<std::cell::RefCell<[NameSlot; NAME_SLOTS]
     pyo3::sync::GILProtected::new(std::cell::RefCell::new([const { None }; NAME_SLOTS]));
 
 /// A slot of [`NAMES`]: a `str` and the field name read from it.
-type NameSlot = Option<(Py<PyString>, http::HeaderName)>;
+type NameSlot = Option<(Py<PyString>, FieldName)>;
 
 /// The longest field name [`NAMES`] keeps, in bytes.
 const NAME_CACHED_MAX: usize = 64;
 
-/// The field name `name` (a `str`), from [`NAMES`] or read and kept there;
-/// `None` if it is not a valid one (the caller then reports why).
-fn cached_name(name: &Bound<'_, PyAny>) -> PyResult<Option<http::HeaderName>> {
+/// `f` of the field name `name` (a `str`), from [`NAMES`] or read and kept
+/// there; of `None` if it is not a valid one (`f` then reports why).
+///
+/// # Errors
+///
+/// `TypeError` if `name` is not a `str`, `ValueError` if it is not latin-1.
+fn with_name<R>(name: &Bound<'_, PyAny>, f: impl FnOnce(Option<&FieldName>) -> R) -> PyResult<R> {
     let py = name.py();
     let address = name.as_ptr() as usize;
     // CPython objects are 16-byte aligned: the bits above pick the slot.
     let slot = (address >> 4) % NAME_SLOTS;
-    if let Some((held, parsed)) = &NAMES.get(py).borrow()[slot] {
-        if held.as_ptr() as usize == address {
-            return Ok(Some(parsed.clone()));
+    {
+        // No Python code runs in `f` (it reads a `str` and validates
+        // bytes), so the borrow is held while it reads the kept name.
+        let names = NAMES.get(py).borrow();
+        if let Some((held, parsed)) = &names[slot] {
+            if held.as_ptr() as usize == address {
+                return Ok(f(Some(parsed)));
+            }
         }
     }
-    let Ok(parsed) = field_name(&latin1(name, "header name")?) else {
-        return Ok(None);
+    let Ok(parsed) = FieldName::new(&latin1(name, "header name")?) else {
+        return Ok(f(None));
     };
+    let result = f(Some(&parsed));
     // Only an exact `str` is kept: a subclass may carry other state.
     if let Ok(text) = name.downcast_exact::<PyString>() {
         if parsed.as_str().len() <= NAME_CACHED_MAX {
-            NAMES.get(py).borrow_mut()[slot] = Some((text.clone().unbind(), parsed.clone()));
+            NAMES.get(py).borrow_mut()[slot] = Some((text.clone().unbind(), parsed));
         }
     }
-    Ok(Some(parsed))
+    Ok(result)
 }
 
 /// Validate one `(name, value)` item of `response_headers` into `fields`.
@@ -734,12 +744,20 @@ fn add_field(fields: &mut HeadFields, item: &Bound<'_, PyAny>) -> PyResult<()> {
             ))
         })?;
     let (name, value) = (pair.get_borrowed_item(0)?, pair.get_borrowed_item(1)?);
-    match cached_name(&name)? {
-        Some(parsed) => fields.add_named(parsed, &latin1(&value, "header value")?),
-        None => fields.add(
+    // The name is read first, so its error is the one reported.
+    let added = with_name(&name, |parsed| {
+        let Some(parsed) = parsed else {
+            return Ok::<_, PyErr>(false);
+        };
+        fields.add_named(parsed, &latin1(&value, "header value")?);
+        Ok(true)
+    })??;
+    if !added {
+        // Not a token: `add` reports why.
+        fields.add(
             &latin1(&name, "header name")?,
             &latin1(&value, "header value")?,
-        ),
+        );
     }
     Ok(())
 }
@@ -1070,24 +1088,25 @@ mod tests {
                     .as_ref()
                     .is_some_and(|(s, _)| s.as_ptr() == name.as_ptr())
             };
+            let name_of = |name: &Bound<'_, PyAny>| with_name(name, |n| n.cloned());
             let name = PyString::new(py, "X-Request-Id").into_any();
-            let first = cached_name(&name).unwrap().unwrap();
+            let first = name_of(&name).unwrap().unwrap();
             assert_eq!(first.as_str(), "x-request-id");
             assert!(held(&name));
-            assert_eq!(cached_name(&name).unwrap(), Some(first));
+            assert_eq!(name_of(&name).unwrap(), Some(first));
             // Not a token: nothing kept, the caller reports it.
             let bad = PyString::new(py, "Bad Name").into_any();
-            assert_eq!(cached_name(&bad).unwrap(), None);
+            assert_eq!(name_of(&bad).unwrap(), None);
             assert!(!held(&bad));
             // A str subclass is read every time, never kept.
             let sub = py
                 .eval(c"type('S', (str,), {})('X-Sub')", None, None)
                 .unwrap();
-            assert_eq!(cached_name(&sub).unwrap().unwrap().as_str(), "x-sub");
+            assert_eq!(name_of(&sub).unwrap().unwrap().as_str(), "x-sub");
             assert!(!held(&sub));
             // Not a str at all: the TypeError of PEP 3333's native strings.
             let number = 5i32.into_pyobject(py).unwrap().into_any();
-            assert!(cached_name(&number)
+            assert!(name_of(&number)
                 .unwrap_err()
                 .is_instance_of::<PyTypeError>(py));
         });

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH};
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, DATE};
 use http::StatusCode;
 
 use crate::http::FieldLines;
@@ -100,12 +100,12 @@ impl HeadFields {
     /// Validate and add one field given as latin-1 bytes (the rules of
     /// [`ResponseHead::new`]); a refusal waits for [`HeadFields::finish`].
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
-        let field = field_name(name).and_then(|name| self.try_add(name, value));
+        let field = FieldName::new(name).and_then(|name| self.try_add(&name, value));
         self.refuse(field);
     }
 
-    /// [`HeadFields::add`] for a name already read by [`field_name`].
-    pub fn add_named(&mut self, name: HeaderName, value: &[u8]) {
+    /// [`HeadFields::add`] for a name already read by [`FieldName::new`].
+    pub fn add_named(&mut self, name: &FieldName, value: &[u8]) {
         let field = self.try_add(name, value);
         self.refuse(field);
     }
@@ -136,7 +136,7 @@ impl HeadFields {
         })
     }
 
-    fn try_add(&mut self, name: HeaderName, value: &[u8]) -> Result<(), HeadError> {
+    fn try_add(&mut self, name: &FieldName, value: &[u8]) -> Result<(), HeadError> {
         if self.error.is_some() {
             return Ok(()); // only the first refusal is reported
         }
@@ -147,57 +147,110 @@ impl HeadFields {
             .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
         {
             return Err(HeadError(format!(
-                "response header {name}: {:?} contains a control character (CR, LF, NUL, ...)",
+                "response header {}: {:?} contains a control character (CR, LF, NUL, ...)",
+                name.as_str(),
                 latin1(value)
             )));
         }
-        if name == CONTENT_LENGTH {
-            let length = std::str::from_utf8(value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    HeadError(format!(
-                        "Content-Length {:?} is not a number of bytes",
-                        latin1(value)
-                    ))
-                })?;
-            if self.content_length.is_some_and(|old| old != length) {
-                return Err(HeadError("two different Content-Length headers".to_owned()));
+        match name.kind {
+            NameKind::ContentLength => {
+                let length = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        HeadError(format!(
+                            "Content-Length {:?} is not a number of bytes",
+                            latin1(value)
+                        ))
+                    })?;
+                if self.content_length.is_some_and(|old| old != length) {
+                    return Err(HeadError("two different Content-Length headers".to_owned()));
+                }
+                self.content_length = Some(length);
             }
-            self.content_length = Some(length);
-            return Ok(());
-        } else if name == CONNECTION {
-            if value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            {
-                self.close = true;
+            NameKind::Connection => {
+                if value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+                {
+                    self.close = true;
+                }
             }
-            return Ok(());
-        } else if is_hop_by_hop(&name) {
-            self.warnings.push(format!(
-                "dropped hop-by-hop response header {name:?} (PEP 3333: only the server sets it)"
-            ));
-            return Ok(());
+            NameKind::HopByHop => self.warnings.push(format!(
+                "dropped hop-by-hop response header {:?} (PEP 3333: only the server sets it)",
+                name.as_str()
+            )),
+            NameKind::Date => self.fields.push_line(&name.start, value, true),
+            NameKind::Other => self.fields.push_line(&name.start, value, false),
         }
-        self.fields.push(&name, value);
         Ok(())
     }
 }
 
-/// A response field name (latin-1 bytes) as a [`HeaderName`], lowercased.
-///
-/// # Errors
-///
-/// [`HeadError`] when it is not a token (RFC 9110 §5.1).
-pub fn field_name(name: &[u8]) -> Result<HeaderName, HeadError> {
-    HeaderName::from_bytes(name).map_err(|_| {
-        HeadError(format!(
-            "response header name {:?} is not a valid field name (RFC 9110 §5.1 token)",
-            latin1(name)
-        ))
-    })
+/// What a response field name means to the server (see [`HeadFields`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    /// `Content-Length`: the server frames the body with it.
+    ContentLength,
+    /// `Connection`: a `close` token closes the connection after the response.
+    Connection,
+    /// Another hop-by-hop field (RFC 9110 §7.6.1): dropped with a warning.
+    HopByHop,
+    /// `Date`: sent as given, and the server adds none.
+    Date,
+    /// Any other field: sent as given.
+    Other,
+}
+
+/// A response field name, validated and read once: what it means to the
+/// server and the start of its field line, `name: ` in lowercase (RFC 9112
+/// §5), so a name the application passes request after request (a `str`
+/// kept by `start_response`'s name cache) costs a copy of its line, not a
+/// parse and comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldName {
+    kind: NameKind,
+    /// `name: `, the name in lowercase.
+    start: Box<[u8]>,
+}
+
+impl FieldName {
+    /// Read a field name given as latin-1 bytes (the http crate's
+    /// [`HeaderName`] rules).
+    ///
+    /// # Errors
+    ///
+    /// [`HeadError`] when it is not a token (RFC 9110 §5.1).
+    pub fn new(name: &[u8]) -> Result<FieldName, HeadError> {
+        let name = HeaderName::from_bytes(name).map_err(|_| {
+            HeadError(format!(
+                "response header name {:?} is not a valid field name (RFC 9110 §5.1 token)",
+                latin1(name)
+            ))
+        })?;
+        let kind = if name == CONTENT_LENGTH {
+            NameKind::ContentLength
+        } else if name == CONNECTION {
+            NameKind::Connection
+        } else if is_hop_by_hop(&name) {
+            NameKind::HopByHop
+        } else if name == DATE {
+            NameKind::Date
+        } else {
+            NameKind::Other
+        };
+        let start = [name.as_str().as_bytes(), b": "]
+            .concat()
+            .into_boxed_slice();
+        Ok(FieldName { kind, start })
+    }
+
+    /// The name, in lowercase.
+    pub fn as_str(&self) -> &str {
+        // Made from a `HeaderName`: ASCII.
+        std::str::from_utf8(&self.start[..self.start.len() - 2]).unwrap_or_default()
+    }
 }
 
 /// Parse `"NNN reason"` into a status code and a non-canonical reason phrase.
