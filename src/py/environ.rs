@@ -6,8 +6,8 @@
 //! Each connection's first request copies it into the connection's own
 //! template ([`Connection`]), which adds `REMOTE_ADDR`, `REMOTE_PORT` and the
 //! `HTTP_*` keys of the fields a client repeats ([`VALUE_KEPT`]: `Host`,
-//! `User-Agent`, `Accept`, ...; never cookies or credentials) as that first
-//! request had them. Every request copies the connection's template
+//! `User-Agent`, `Accept`, ...; never cookies or credentials) and
+//! `CONTENT_TYPE` as that first request had them. Every request copies the connection's template
 //! (`PyDict_Copy`, no Python code runs), adds its own keys from
 //! [`RequestVars`], sets those three and the kept fields only where it
 //! differs, and deletes the kept fields it does not have: its environ has the
@@ -55,7 +55,8 @@ pub(crate) struct ListenerInfo {
 ///
 /// `PyDict_Copy` of a template clones its table, size and all, so the room
 /// the template's fifteen keys leave is what a connection's template
-/// ([`Connection`]: two keys, and at most the 23 fields of [`VALUE_KEPT`])
+/// ([`Connection`]: two keys, at most the 23 fields of [`VALUE_KEPT`] and
+/// `CONTENT_TYPE`)
 /// and then a request's own keys fill without the dict growing (a resize,
 /// and the old table freed, per request). A request's field that the
 /// connection keeps takes no more room; one it does not keep takes an entry,
@@ -150,8 +151,11 @@ pub(crate) fn build<'py>(
             intern_protocol(py, vars.protocol),
         )?;
     }
-    if let Some(value) = vars.content_type {
-        env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?;
+    match (vars.content_type, &connection.content_type) {
+        (Some(value), Some(kept)) if **kept == *value => {} // in the copy already
+        (Some(value), _) => env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?,
+        (None, Some(_)) => env.del_item(intern!(py, "CONTENT_TYPE"))?,
+        (None, None) => {}
     }
     if let Some(value) = vars.content_length {
         env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
@@ -235,6 +239,10 @@ struct Connection {
     /// it: the field's bytes, its repeated lines joined with `,` (RFC 9110
     /// §5.3), at most [`VALUE_KEPT_MAX`] bytes; `None` where `kept` has no bit.
     values: [Option<Box<[u8]>>; COMMON_FIELDS.len()],
+    /// The first request's `Content-Type` (an API client sends the same one
+    /// request after request), at most [`VALUE_KEPT_MAX`] bytes: `env` holds
+    /// it as `CONTENT_TYPE`.
+    content_type: Option<Box<[u8]>>,
 }
 
 // `Connection::kept` has a bit for each common field.
@@ -294,10 +302,17 @@ impl Connection {
                 }
             }
         }
+        let content_type = vars
+            .content_type
+            .filter(|value| value.len() <= VALUE_KEPT_MAX);
+        if let Some(value) = content_type {
+            env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?;
+        }
         Ok(Connection {
             env: env.unbind(),
             kept,
             values,
+            content_type: content_type.map(Box::from),
         })
     }
 }
@@ -613,6 +628,53 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_content_type_is_set_only_where_it_differs() {
+        use http::Version;
+        let json: (&str, &[u8]) = ("Content-Type", b"application/json");
+        let long = [b'x'; VALUE_KEPT_MAX + 1];
+        let sequence: Vec<(&str, RequestHead)> = vec![
+            ("first", head(Version::HTTP_11, &[("Host", b"a"), json])),
+            ("same", head(Version::HTTP_11, &[("Host", b"a"), json])),
+            (
+                "other",
+                head(Version::HTTP_11, &[("content-type", b"text/plain")]),
+            ),
+            ("none", head(Version::HTTP_11, &[("Host", b"a")])),
+            ("again", head(Version::HTTP_11, &[json])),
+            ("empty", head(Version::HTTP_11, &[("Content-Type", b"")])),
+            ("long", head(Version::HTTP_11, &[("Content-Type", &long)])),
+            (
+                "latin-1",
+                head(Version::HTTP_11, &[("Content-Type", b"\xe9")]),
+            ),
+        ];
+        Python::with_gil(|py| {
+            let info = listener("");
+            let template = template(py, &info).unwrap();
+            let template = template.bind(py);
+            let peer = Peer::Tcp("203.0.113.7:40001".parse().unwrap());
+            let kept = ConnectionKept::new();
+            for (name, head) in &sequence {
+                let env = build(py, template, head, peer, &kept, &info).unwrap();
+                let fresh = build(py, template, head, peer, &ConnectionKept::new(), &info);
+                assert_eq!(entries(&env), entries(&fresh.unwrap()), "{name}");
+            }
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            let made = made.env.bind(py);
+            assert_eq!(
+                text(made, "CONTENT_TYPE").as_deref(),
+                Some("application/json")
+            );
+            // A first request over the limit keeps none.
+            let kept = ConnectionKept::new();
+            let over = head(Version::HTTP_11, &[("Content-Type", &long)]);
+            build(py, template, &over, peer, &kept, &info).unwrap();
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            assert_eq!(text(made.env.bind(py), "CONTENT_TYPE"), None);
+        });
+    }
+
+    #[test]
     fn a_request_that_sends_a_kept_value_again_sets_nothing() {
         // An equal value is the kept `str` itself: it was not set again
         // (`common_value` would share the `str` too, so a field whose last
@@ -650,7 +712,8 @@ mod tests {
             let before = size(&env);
             // A connection's keys, then a browser request's own.
             let kept = VALUE_KEPT.iter().filter(|&&k| k).count();
-            assert!(2 + kept <= 25, "a connection's template fits");
+            let content_type = 1;
+            assert!(2 + kept + content_type <= 25, "a connection's template fits");
             for i in 0..25 {
                 env.set_item(format!("HTTP_X_{i}"), "v").unwrap();
             }
