@@ -55,8 +55,8 @@ pub(crate) struct ListenerInfo {
 ///
 /// `PyDict_Copy` of a template clones its table, size and all, so the room
 /// the template's fifteen keys leave is what a connection's template
-/// ([`Connection`]: two keys, at most the 23 fields of [`VALUE_KEPT`] and
-/// `CONTENT_TYPE`)
+/// ([`Connection`]: two keys, the fields of [`VALUE_KEPT`] and `CONTENT_TYPE`,
+/// at most [`CONNECTION_KEYS_MAX`])
 /// and then a request's own keys fill without the dict growing (a resize,
 /// and the old table freed, per request). A request's field that the
 /// connection keeps takes no more room; one it does not keep takes an entry,
@@ -64,6 +64,11 @@ pub(crate) struct ListenerInfo {
 /// place until a resize). A table sized for the template alone had room for
 /// 9 more: a bare request's 8 fit, a browser's 15 to 20 did not.
 const TEMPLATE_ROOM: ffi::Py_ssize_t = 40;
+
+/// The most keys a connection's template adds to the listener's fifteen
+/// ([`Connection`]), so that the 42 entries of [`TEMPLATE_ROOM`]'s table
+/// leave room for a request's `PATH_INFO` and `wsgi.input`.
+const CONNECTION_KEYS_MAX: usize = 25;
 
 /// The constant part of every environ on one listener.
 pub(crate) fn template(py: Python<'_>, info: &ListenerInfo) -> PyResult<Py<PyDict>> {
@@ -302,9 +307,14 @@ impl Connection {
                 }
             }
         }
+        // Kept only while the connection's template leaves the room
+        // [`TEMPLATE_ROOM`] counts on (a first request with every field of
+        // `VALUE_KEPT` has none left for it).
         let content_type = vars
             .content_type
-            .filter(|value| value.len() <= VALUE_KEPT_MAX);
+            .filter(|value| value.len() <= VALUE_KEPT_MAX)
+            // The connection's two keys and its kept fields, then this one.
+            .filter(|_| 2 + (kept.count_ones() as usize) < CONNECTION_KEYS_MAX);
         if let Some(value) = content_type {
             env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?;
         }
@@ -671,6 +681,25 @@ mod tests {
             build(py, template, &over, peer, &kept, &info).unwrap();
             let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
             assert_eq!(text(made.env.bind(py), "CONTENT_TYPE"), None);
+            // Nor one whose kept fields leave it no room (every one of them).
+            let mut every: Vec<(&str, &[u8])> = COMMON_FIELDS
+                .iter()
+                .zip(VALUE_KEPT)
+                .filter(|(_, kept)| *kept)
+                .map(|((name, _), _)| (*name, &b"v"[..]))
+                .collect();
+            every.push(json);
+            let kept = ConnectionKept::new();
+            let full = head(Version::HTTP_11, &every);
+            let env = build(py, template, &full, peer, &kept, &info).unwrap();
+            assert_eq!(
+                text(&env, "CONTENT_TYPE").as_deref(),
+                Some("application/json")
+            );
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            assert_eq!(made.kept.count_ones() as usize, every.len() - 1);
+            assert_eq!(text(made.env.bind(py), "CONTENT_TYPE"), None);
+            assert!(made.env.bind(py).len() <= 15 + CONNECTION_KEYS_MAX);
         });
     }
 
@@ -712,8 +741,10 @@ mod tests {
             let before = size(&env);
             // A connection's keys, then a browser request's own.
             let kept = VALUE_KEPT.iter().filter(|&&k| k).count();
-            let content_type = 1;
-            assert!(2 + kept + content_type <= 25, "a connection's template fits");
+            assert!(
+                2 + kept <= CONNECTION_KEYS_MAX,
+                "a connection's template fits"
+            );
             for i in 0..25 {
                 env.set_item(format!("HTTP_X_{i}"), "v").unwrap();
             }
