@@ -54,8 +54,10 @@ enum Parking {
     Off,
     /// Keep it here for `write`, which waits with the object let go.
     On,
-    /// The chunk kept.
-    Parked(Chunk),
+    /// The chunk kept, with a sender of its own: the response may end (its
+    /// sender dropped) before the chunk is delivered, and the channel stays
+    /// open until it is.
+    Parked(mpsc::Sender<Chunk>, Chunk),
 }
 
 /// The largest whole body [`StartResponse::send_whole`] copies, in bytes.
@@ -444,7 +446,7 @@ impl StartResponse {
         let delivered = match tx.try_send(item) {
             Ok(()) => true,
             Err(TrySendError::Full(item)) if matches!(self.parking, Parking::On) => {
-                self.parking = Parking::Parked(item);
+                self.parking = Parking::Parked(tx.clone(), item);
                 return true;
             }
             Err(TrySendError::Full(item)) => py.allow_threads(|| tx.blocking_send(item).is_ok()),
@@ -867,7 +869,7 @@ impl StartResponse {
             this.parking = Parking::On;
             let sent = this.send(py, Bytes::copy_from_slice(data.as_bytes()));
             let parked = match std::mem::take(&mut this.parking) {
-                Parking::Parked(item) => this.stream.clone().map(|tx| (tx, item)),
+                Parking::Parked(tx, item) => Some((tx, item)),
                 Parking::Off | Parking::On => None,
             };
             sent?;

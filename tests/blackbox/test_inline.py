@@ -53,6 +53,33 @@ def test_every_write_arrives_with_and_without_content_length(server, declared):
         assert resp.headers["transfer-encoding"] == "chunked"
 
 
+def test_every_write_arrives_to_a_client_slow_to_read(server):
+    # The client reads slowly throughout, so write() keeps finding the connection's
+    # buffer full: with --threads N it waits for room with start_response let go, and
+    # every block must arrive, the last one too, whose call completes the
+    # Content-Length and so ends the body.
+    n, size = 100, 65536
+    expected = expected_pattern(n, size)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        target = f"/many-writes?n={n}&size={size}&cl=1"
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while True:
+            head_end = data.find(b"\r\n\r\n")
+            if head_end >= 0 and len(data) - head_end - 4 >= len(expected):
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            time.sleep(0.003)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert f"content-length: {n * size}".encode() in head.lower()
+    assert body == expected, (len(body), len(expected))
+
+
 @pytest.mark.parametrize("declared", ["1", "0"])
 def test_a_list_of_many_blocks_arrives_whole(server, declared):
     # A list holds every block already, so the inline path hands them all to the

@@ -198,13 +198,15 @@ def ok(environ, start_response):
 
 
 def many_writes(environ, start_response):
-    """``n`` write() calls of 1 KiB (byte ``i % 256`` repeated), Content-Length if ``cl=1``."""
+    """``n`` write() calls of ``size`` bytes (1 KiB; byte ``i % 256`` repeated),
+    Content-Length if ``cl=1``."""
     params = query(environ)
     n = int(params.get("n", "20"))
-    headers = [*TEXT, ("Content-Length", str(n * 1024))] if params.get("cl") == "1" else TEXT
+    size = int(params.get("size", "1024"))
+    headers = [*TEXT, ("Content-Length", str(n * size))] if params.get("cl") == "1" else TEXT
     w = start_response("200 OK", headers)
     for i in range(n):
-        w(bytes([i % 256]) * 1024)
+        w(bytes([i % 256]) * size)
     return []
 
 
