@@ -539,6 +539,34 @@ mod tests {
         head
     }
 
+    /// A listener's info and template, and a client.
+    fn connection_setup(py: Python<'_>) -> (ListenerInfo, Py<PyDict>, Peer) {
+        let info = listener("");
+        let template = template(py, &info).unwrap();
+        (
+            info,
+            template,
+            Peer::Tcp("203.0.113.7:40001".parse().unwrap()),
+        )
+    }
+
+    /// Build each request of `sequence` on the connection of `kept`, each
+    /// environ equal to the one the same request gets on a fresh connection.
+    fn same_as_fresh(
+        py: Python<'_>,
+        template: &Bound<'_, PyDict>,
+        info: &ListenerInfo,
+        peer: Peer,
+        kept: &ConnectionKept,
+        sequence: &[(&str, RequestHead)],
+    ) {
+        for (name, head) in sequence {
+            let env = build(py, template, head, peer, kept, info).unwrap();
+            let fresh = build(py, template, head, peer, &ConnectionKept::new(), info);
+            assert_eq!(entries(&env), entries(&fresh.unwrap()), "{name}");
+        }
+    }
+
     #[test]
     fn a_kept_connections_requests_have_a_fresh_connections_environ() {
         use http::Version;
@@ -613,16 +641,10 @@ mod tests {
             ("first again", head(Version::HTTP_11, &browser)),
         ];
         Python::with_gil(|py| {
-            let info = listener("");
-            let template = template(py, &info).unwrap();
+            let (info, template, peer) = connection_setup(py);
             let template = template.bind(py);
-            let peer = Peer::Tcp("203.0.113.7:40001".parse().unwrap());
             let kept = ConnectionKept::new();
-            for (name, head) in &sequence {
-                let env = build(py, template, head, peer, &kept, &info).unwrap();
-                let fresh = build(py, template, head, peer, &ConnectionKept::new(), &info);
-                assert_eq!(entries(&env), entries(&fresh.unwrap()), "{name}");
-            }
+            same_as_fresh(py, template, &info, peer, &kept, &sequence);
             // The connection's template kept the first request's fields, and
             // no request changed it.
             let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
@@ -659,16 +681,10 @@ mod tests {
             ),
         ];
         Python::with_gil(|py| {
-            let info = listener("");
-            let template = template(py, &info).unwrap();
+            let (info, template, peer) = connection_setup(py);
             let template = template.bind(py);
-            let peer = Peer::Tcp("203.0.113.7:40001".parse().unwrap());
             let kept = ConnectionKept::new();
-            for (name, head) in &sequence {
-                let env = build(py, template, head, peer, &kept, &info).unwrap();
-                let fresh = build(py, template, head, peer, &ConnectionKept::new(), &info);
-                assert_eq!(entries(&env), entries(&fresh.unwrap()), "{name}");
-            }
+            same_as_fresh(py, template, &info, peer, &kept, &sequence);
             let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
             let made = made.env.bind(py);
             assert_eq!(
