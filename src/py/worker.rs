@@ -583,7 +583,12 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
     if let Err(err) = outcome {
         let mut sr = start_response.borrow_mut();
         let (method, uri) = (&head.method, &head.uri);
-        let status = match input.as_ref().and_then(|input| input.borrow().failure()) {
+        // A thread still inside `read()` holds the input (see below): its
+        // failure, if any, is not known yet.
+        let failure = input
+            .as_ref()
+            .and_then(|input| input.try_borrow().ok()?.failure());
+        let status = match failure {
             Some(status) => {
                 let why = format!("{method} {uri}: {status} while reading the request body: {err}");
                 errors::log(py, "info", &why);

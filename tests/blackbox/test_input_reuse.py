@@ -189,22 +189,27 @@ def test_many_clients_each_read_their_own_bodies(server):
     assert server.proc.poll() is None
 
 
-def test_a_thread_still_reading_the_body_after_the_response_breaks_nothing(server, client):
-    """The application hands ``wsgi.input`` to a thread and answers while the client
-    still sends the body. Reading it after the response is the application's mistake
-    (PEP 3333 ends the request there): the thread's ``read()`` returns or raises, but the
-    server stays whole: the end of the request once took the body back from under the
-    thread inside ``read()`` and the worker thread panicked."""
+@pytest.mark.parametrize("fails", [False, True], ids=["answers", "raises"])
+def test_a_thread_still_reading_the_body_after_the_response_breaks_nothing(server, client, fails):
+    """The application hands ``wsgi.input`` to a thread and answers (or raises) while
+    the client still sends the body. Reading it after the response is the application's
+    mistake (PEP 3333 ends the request there): the thread's ``read()`` returns or
+    raises, but the server stays whole: the end of the request once took the body back
+    from under the thread inside ``read()``, and asked it for its failure after the
+    application raised, and the worker thread panicked."""
     k = key()
     size = 200_000
     with Wire(server.port) as wire:
         wire.send(
-            f"POST /read-in-thread?k={k} HTTP/1.1\r\nHost: x\r\n"
+            f"POST /read-in-thread?k={k}&raise={int(fails)} HTTP/1.1\r\nHost: x\r\n"
             f"Content-Length: {size}\r\n\r\n".encode()
             + b"a" * 1000
         )
         first = wire.read_response()
-        assert (first.status, first.body) == (200, b"answered")
+        if fails:
+            assert first.status == 500
+        else:
+            assert (first.status, first.body) == (200, b"answered")
         try:
             wire.send(b"a" * (size - 1000))
         except OSError:

@@ -325,7 +325,8 @@ def keep_input(environ, start_response):
 
 
 def read_in_thread(environ, start_response):
-    """Hand ``wsgi.input`` to a thread that reads it whole, and answer before it is done."""
+    """Hand ``wsgi.input`` to a thread that reads it whole, and answer before it is done
+    (or raise, with ``raise=1``)."""
     import threading
 
     stream = environ["wsgi.input"]
@@ -339,6 +340,8 @@ def read_in_thread(environ, start_response):
 
     threading.Thread(target=read, daemon=True).start()
     time.sleep(0.3)  # the client holds the rest of the body back meanwhile
+    if query(environ).get("raise") == "1":
+        raise RuntimeError("the application failed while a thread reads the body")
     start_response("200 OK", TEXT)
     return [b"answered"]
 
