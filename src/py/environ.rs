@@ -725,10 +725,8 @@ mod tests {
         // (`common_value` would share the `str` too, so a field whose last
         // value elsewhere differs tells the two apart).
         Python::with_gil(|py| {
-            let info = listener("");
-            let template = template(py, &info).unwrap();
+            let (info, template, peer) = connection_setup(py);
             let template = template.bind(py);
-            let peer = Peer::Tcp("203.0.113.7:40001".parse().unwrap());
             let kept = ConnectionKept::new();
             let ours = head(http::Version::HTTP_11, &[("Host", b"kept.test")]);
             let first = build(py, template, &ours, peer, &kept, &info).unwrap();

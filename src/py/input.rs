@@ -357,8 +357,8 @@ mod tests {
     use crate::py::pool::POOL_TESTS;
 
     /// The state of a request whose body `data` was read whole.
-    fn body(runtime: &tokio::runtime::Runtime, data: &'static [u8]) -> Input {
-        let body = RequestBody::Buffered(Bytes::from_static(data));
+    fn body(runtime: &tokio::runtime::Runtime, data: Bytes) -> Input {
+        let body = RequestBody::Buffered(data);
         Input::new(body, runtime.handle().clone(), 0, Duration::from_secs(5))
     }
 
@@ -380,7 +380,7 @@ mod tests {
         let rt = runtime();
         Python::with_gil(|py| {
             let taken = POOL.take_all(py);
-            let first = acquire(py, body(&rt, b"first\nbody")).unwrap();
+            let first = acquire(py, body(&rt, Bytes::from_static(b"first\nbody"))).unwrap();
             assert_eq!(
                 first.call_method0("readline").unwrap().to_string(),
                 "b'first\\n'"
@@ -388,7 +388,7 @@ mod tests {
             let address = first.as_ptr();
             release(py, first);
             assert_eq!(POOL.len(py), 1, "kept");
-            let again = acquire(py, body(&rt, b"second")).unwrap();
+            let again = acquire(py, body(&rt, Bytes::from_static(b"second"))).unwrap();
             assert_eq!(again.as_ptr(), address, "reused");
             assert_eq!(POOL.len(py), 0);
             // Nothing of the last body is left: not its unread `body`.
@@ -396,7 +396,7 @@ mod tests {
             assert_eq!(read_all(&again), b"second");
             assert_eq!(read_all(&again), b"", "at the end");
             // The application kept it (with part of its body unread).
-            let third = acquire(py, body(&rt, b"third\nrest")).unwrap();
+            let third = acquire(py, body(&rt, Bytes::from_static(b"third\nrest"))).unwrap();
             assert_eq!(
                 third.call_method0("readline").unwrap().to_string(),
                 "b'third\\n'"
@@ -405,7 +405,7 @@ mod tests {
             release(py, again);
             release(py, third);
             assert_eq!(POOL.len(py), 1, "only the one nobody kept");
-            let next = acquire(py, body(&rt, b"other request")).unwrap();
+            let next = acquire(py, body(&rt, Bytes::from_static(b"other request"))).unwrap();
             assert!(!next.is(&kept), "not reused");
             assert_eq!(read_all(&kept), b"rest", "still its own body");
             release(py, next);
@@ -419,11 +419,11 @@ mod tests {
         let rt = runtime();
         Python::with_gil(|py| {
             let taken = POOL.take_all(py);
-            let input = acquire(py, body(&rt, b"mine")).unwrap();
+            let input = acquire(py, body(&rt, Bytes::from_static(b"mine"))).unwrap();
             release(py, input);
             // Found while pooled and kept.
             let found = POOL.find(py).expect("pooled");
-            let next = acquire(py, body(&rt, b"someone else's")).unwrap();
+            let next = acquire(py, body(&rt, Bytes::from_static(b"someone else's"))).unwrap();
             assert!(!next.is(&found), "a new one");
             assert_eq!(POOL.len(py), 0, "the found one left the pool");
             assert_eq!(read_all(found.bind(py)), b"", "it read nothing new");
@@ -439,13 +439,7 @@ mod tests {
         Python::with_gil(|py| {
             let taken = POOL.take_all(py);
             let data = Bytes::from(b"unread body".to_vec());
-            let state = Input::new(
-                RequestBody::Buffered(data.clone()),
-                rt.handle().clone(),
-                0,
-                Duration::from_secs(5),
-            );
-            let input = acquire(py, state).unwrap();
+            let input = acquire(py, body(&rt, data.clone())).unwrap();
             release(py, input);
             assert_eq!(POOL.len(py), 1);
             // The body's storage is no longer shared: it is this handle's alone.
