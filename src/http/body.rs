@@ -30,6 +30,12 @@ pub enum ResponseBody {
     Empty,
     /// The whole content in one buffer, known before the head is sent.
     Full(Option<Bytes>),
+    /// The whole content, a few KiB at most, after the field lines in the
+    /// [`super::Reply`]'s buffer ([`super::FieldLines::body`]): no buffer of
+    /// its own. Only a reply carries it; [`super::Reply::into_response`]
+    /// makes it `Full` for hyper, so a body that holds it has nothing to
+    /// give (it reads as empty).
+    Small,
     /// Chunks sent by the application thread as it produces them.
     Stream {
         /// The chunks, or an error that aborts the connection.
@@ -70,7 +76,7 @@ impl ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, BodyError>>> {
         match self {
-            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Empty | ResponseBody::Small => Poll::Ready(None),
             ResponseBody::Full(data) => Poll::Ready(data.take().map(Ok)),
             ResponseBody::Stream {
                 chunks, aborted, ..
@@ -117,7 +123,7 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResponseBody::Empty | ResponseBody::Full(None) => true,
+            ResponseBody::Empty | ResponseBody::Small | ResponseBody::Full(None) => true,
             ResponseBody::File(file) => file.is_end_stream(),
             ResponseBody::Full(Some(_)) | ResponseBody::Stream { .. } => false,
         }
@@ -125,7 +131,9 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Empty | ResponseBody::Full(None) => SizeHint::with_exact(0),
+            ResponseBody::Empty | ResponseBody::Small | ResponseBody::Full(None) => {
+                SizeHint::with_exact(0)
+            }
             ResponseBody::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
             // The head's Content-Length frames a file: hyper reads it from there.
             ResponseBody::Stream { .. } | ResponseBody::File(_) => SizeHint::default(),

@@ -71,6 +71,9 @@ pub struct Job {
     pub received: std::time::Instant,
     /// What the application side keeps for the connection ([`Origin::kept`]).
     pub kept: Arc<ConnectionKept>,
+    /// A buffer for the response's field lines: the connection's, from its
+    /// last response ([`super::FieldLines::in_buffer`]), or empty.
+    pub lines_buffer: Vec<u8>,
 }
 
 /// What the application side keeps between the requests of one connection,
@@ -186,7 +189,9 @@ impl Dispatch {
             },
             None => RequestBody::Stream(body),
         };
-        let reply = self.submit(origin, Box::new(head), body, received).await;
+        let reply = self
+            .submit(origin, Box::new(head), body, received, Vec::new())
+            .await;
         Ok(reply.into_response())
     }
 
@@ -235,7 +240,7 @@ impl Dispatch {
     /// Run a checked request: inline when this dispatcher serves inline and
     /// the body was read whole, else through the job queue; the returned
     /// future resolves to the application's response. `received` is when its
-    /// head arrived.
+    /// head arrived; `lines_buffer` is lent to the reply ([`Job::lines_buffer`]).
     ///
     /// The request starts here, before the future is polled (an inline one
     /// runs to its reply): the future holds only the connection's reply
@@ -247,6 +252,7 @@ impl Dispatch {
         head: Box<RequestHead>,
         body: RequestBody,
         received: std::time::Instant,
+        lines_buffer: Vec<u8>,
     ) -> Submitted<'_> {
         if let Some(max) = self.max_requests {
             if self.served.fetch_add(1, Ordering::Relaxed) + 1 >= max {
@@ -264,6 +270,7 @@ impl Dispatch {
             sendfile: origin.sendfile.clone(),
             received,
             kept: origin.kept.clone(),
+            lines_buffer,
         };
         match (&self.inline, &job.body) {
             (Some((handler, _)), RequestBody::Buffered(_)) => handler(job),

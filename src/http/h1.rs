@@ -146,6 +146,8 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(256);
+    // Lent to each request's reply for its field lines and back ([`respond`]).
+    let mut lines_buffer = Vec::new();
     let mut spans = Vec::with_capacity(16);
     let max_fields = cx.limits.hyper_max_headers().min(MAX_FIELDS);
     // hyper's buffer may be larger (with raised limits), but the framer in
@@ -233,7 +235,10 @@ where
                     Ok(()) => match read_body(&mut io, &mut buf, head.body, body_timeout).await {
                         Ok(body) => {
                             let body = RequestBody::Buffered(body);
-                            cx.dispatch.submit(cx.origin, request, body, received).await
+                            let lines = std::mem::take(&mut lines_buffer);
+                            cx.dispatch
+                                .submit(cx.origin, request, body, received, lines)
+                                .await
                         }
                         Err(refused) => refused.into(),
                     },
@@ -245,7 +250,14 @@ where
         // (module docs, point 5).
         let keep_alive = head.keep_alive && !clock.drained(cx.dispatch.stopping());
         let keep = {
-            let response = std::pin::pin!(respond(&mut io, reply, &head, keep_alive, &mut out));
+            let response = std::pin::pin!(respond(
+                &mut io,
+                reply,
+                &head,
+                keep_alive,
+                &mut out,
+                &mut lines_buffer,
+            ));
             watching(response, &mut stop_signal, &mut clock).await
         };
         if !matches!(keep, Ok(true)) {
@@ -663,12 +675,16 @@ enum Framing {
 /// # Errors
 ///
 /// A write failed: the client is gone.
+///
+/// The buffer of the reply's field lines is left in `lines` for the next
+/// request's reply ([`FieldLines::in_buffer`]) once written.
 async fn respond<S: AsyncWrite + Unpin>(
     io: &mut S,
     reply: Reply,
     head: &Head,
     keep_alive: bool,
     out: &mut Vec<u8>,
+    lines_buffer: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let Reply {
         status,
@@ -676,35 +692,47 @@ async fn respond<S: AsyncWrite + Unpin>(
         lines,
         extra,
     } = reply;
-    let known = match &body {
-        ResponseBody::Empty | ResponseBody::Full(None) => Some(0),
-        ResponseBody::Full(Some(data)) => Some(data.len() as u64),
+    let whole = match &body {
+        ResponseBody::Empty | ResponseBody::Full(None) => Some(&[][..]),
+        ResponseBody::Full(Some(data)) => Some(&data[..]),
+        ResponseBody::Small => Some(lines.body()),
         ResponseBody::Stream { .. } | ResponseBody::File(_) => None,
     };
     let (framing, close) = encode_head(
         status,
         extra.as_deref(),
         &lines,
-        known,
+        whole.map(|data| data.len() as u64),
         head,
         keep_alive,
         out,
     );
-    if framing == Framing::Length(0) {
-        write_all(io, &mut [out]).await?;
-        return Ok(!close);
+    let complete = match (whole, framing) {
+        (_, Framing::Length(0)) => {
+            write_all(io, &mut [out]).await?;
+            true
+        }
+        (Some(data), Framing::Length(n)) => {
+            // The usual case: head and body in one write. Bytes past the
+            // length are cut off; a body short of it leaves the message
+            // incomplete.
+            let whole = data.len() as u64 >= n;
+            let data = &data[..data.len().min(n as usize)];
+            write_all(io, &mut [out, data]).await?;
+            whole
+        }
+        _ => send_body(io, &mut body, framing, out).await?,
+    };
+    let buffer = lines.into_buffer();
+    if buffer.capacity() <= LINES_BUFFER_MAX {
+        *lines_buffer = buffer;
     }
-    if let (ResponseBody::Full(Some(data)), Framing::Length(n)) = (&body, framing) {
-        // The usual case: head and body in one write. Bytes past the length
-        // are cut off; a body short of it leaves the message incomplete.
-        let whole = data.len() as u64 >= n;
-        let data = &data[..data.len().min(n as usize)];
-        write_all(io, &mut [out, data]).await?;
-        return Ok(whole && !close);
-    }
-    let complete = send_body(io, &mut body, framing, out).await?;
     Ok(complete && !close)
 }
+
+/// The largest field lines buffer a connection keeps for its next response,
+/// in bytes: a larger one (a response with many or long fields) is freed.
+const LINES_BUFFER_MAX: usize = 16 * 1024;
 
 /// Send a streamed body after the head in `out`; whether the message was
 /// completed (every declared byte, the last chunk, or the end of a

@@ -81,6 +81,10 @@ impl Reply {
             lines,
             extra,
         } = self;
+        let body = match body {
+            ResponseBody::Small => ResponseBody::Full(Some(Bytes::copy_from_slice(lines.body()))),
+            body => body,
+        };
         let mut response = Response::new(body);
         *response.status_mut() = status;
         let (reason, headers) = match extra {
@@ -132,9 +136,18 @@ impl Reply {
 /// Validated response fields as field lines: `name: value` and CRLF each,
 /// names in lowercase (RFC 9112 §5), plus the two fields the server frames
 /// itself: the `Content-Length` and `Connection: close`.
+///
+/// A small whole body may follow the lines in the same buffer
+/// ([`FieldLines::set_body`], sent as [`ResponseBody::Small`]), and the
+/// buffer goes back to its connection after the write
+/// ([`FieldLines::into_buffer`]) for the next response: the usual response
+/// allocates nothing for its fields or its body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldLines {
+    /// The lines, then `body_len` bytes of body.
     lines: Vec<u8>,
+    /// The length of the body after the lines, in bytes (0: none).
+    body_len: u32,
     date: bool,
     /// The body's length in bytes, sent as `content-length`.
     pub content_length: Option<u64>,
@@ -145,10 +158,40 @@ pub struct FieldLines {
 impl FieldLines {
     /// No fields, with room for `bytes` of lines.
     pub fn with_capacity(bytes: usize) -> FieldLines {
+        FieldLines::in_buffer(Vec::new(), bytes)
+    }
+
+    /// No fields, written into `buffer` (emptied first; a connection's from
+    /// [`FieldLines::into_buffer`]), with room for `bytes` of lines.
+    pub fn in_buffer(mut buffer: Vec<u8>, bytes: usize) -> FieldLines {
+        buffer.clear();
+        buffer.reserve(bytes);
         FieldLines {
-            lines: Vec::with_capacity(bytes),
+            lines: buffer,
             ..FieldLines::default()
         }
+    }
+
+    /// The buffer, to write the next response's lines into
+    /// ([`FieldLines::in_buffer`]).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.lines
+    }
+
+    /// Put `body`, the whole body, after the lines (replacing one put
+    /// before); no line is added after it. At most `u32::MAX` bytes (meant
+    /// for a few KiB).
+    pub fn set_body(&mut self, body: &[u8]) {
+        let len = u32::try_from(body.len()).expect("a small body");
+        self.lines
+            .truncate(self.lines.len() - self.body_len as usize);
+        self.lines.extend_from_slice(body);
+        self.body_len = len;
+    }
+
+    /// The body put after the lines (empty if none).
+    pub fn body(&self) -> &[u8] {
+        &self.lines[self.lines.len() - self.body_len as usize..]
     }
 
     /// Add a field. `value` must be a valid field value (no CR, LF, NUL or
@@ -165,6 +208,7 @@ impl FieldLines {
     /// line, `name: ` in lowercase; `date` says whether the name is `date`.
     pub fn push_line(&mut self, start: &[u8], value: &[u8], date: bool) {
         debug_assert!(HeaderValue::from_bytes(value).is_ok());
+        debug_assert_eq!(self.body_len, 0, "the lines come before a body");
         self.date |= date;
         self.lines.reserve(start.len() + value.len() + 2);
         self.lines.extend_from_slice(start);
@@ -174,7 +218,7 @@ impl FieldLines {
 
     /// The field lines, without `content-length` and `connection`.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.lines
+        &self.lines[..self.lines.len() - self.body_len as usize]
     }
 
     /// Whether a `date` field is among the lines.
@@ -184,7 +228,7 @@ impl FieldLines {
 
     /// No lines, no length and no close.
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.content_length.is_none() && !self.close
+        self.as_bytes().is_empty() && self.content_length.is_none() && !self.close
     }
 
     /// The values of `name` (lowercase), in order.
@@ -195,7 +239,7 @@ impl FieldLines {
     }
 
     fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.lines
+        self.as_bytes()
             .split(|&b| b == b'\n')
             .filter_map(|line| line.strip_suffix(b"\r"))
             .filter_map(|line| {

@@ -29,6 +29,7 @@ use http::StatusCode;
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
 use std::sync::Arc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -72,6 +73,9 @@ pub struct StartResponse {
     abort: Arc<Notify>,
     /// The connection's file queue, when it sends files with `sendfile(2)`.
     sendfile: Option<Arc<SendfileQueue>>,
+    /// Where `start_response()` writes the field lines (`Arm::lines_buffer`),
+    /// taken by its first call.
+    lines_buffer: Vec<u8>,
     stream: Option<mpsc::Sender<Chunk>>,
     pending: Option<ResponseHead>,
     sent: bool,
@@ -114,6 +118,8 @@ pub(crate) struct Arm {
     pub abort: Arc<Notify>,
     /// The connection's file queue, when it sends files with `sendfile(2)`.
     pub sendfile: Option<Arc<SendfileQueue>>,
+    /// The connection's buffer for the field lines (`Job::lines_buffer`).
+    pub lines_buffer: Vec<u8>,
     /// A HEAD request: the head goes out, a body never does.
     pub no_body: bool,
     /// Served on the event loop's thread (the inline path).
@@ -182,6 +188,7 @@ impl Reusable for StartResponse {
     fn retire(&mut self) {
         self.reply = None;
         self.sendfile = None;
+        self.lines_buffer = Vec::new();
         self.stream = None;
         self.pending = None;
         self.sent_head = None;
@@ -196,6 +203,7 @@ impl StartResponse {
             reply: Some(arm.reply),
             abort: arm.abort,
             sendfile: arm.sendfile,
+            lines_buffer: arm.lines_buffer,
             stream: None,
             pending: None,
             sent: false,
@@ -223,6 +231,7 @@ impl StartResponse {
             reply,
             abort,
             sendfile,
+            lines_buffer,
             stream,
             pending,
             sent,
@@ -241,6 +250,7 @@ impl StartResponse {
         *reply = Some(arm.reply);
         *abort = arm.abort;
         *sendfile = arm.sendfile;
+        *lines_buffer = arm.lines_buffer;
         *stream = None;
         *pending = None;
         *sent = false;
@@ -388,8 +398,12 @@ impl StartResponse {
         let mut lines = head.fields;
         lines.content_length = head.content_length;
         lines.close = head.close;
-        if let (ResponseBody::Full(Some(data)), false) = (&body, self.no_body) {
-            self.bytes_sent = data.len() as u64;
+        if !self.no_body {
+            match &body {
+                ResponseBody::Full(Some(data)) => self.bytes_sent = data.len() as u64,
+                ResponseBody::Small => self.bytes_sent = lines.body().len() as u64,
+                _ => {}
+            }
         }
         if self.keep_head {
             self.sent_head = Some((head.status.as_u16(), lines.to_header_map()));
@@ -490,38 +504,51 @@ impl StartResponse {
         Ok(())
     }
 
-    /// Send a whole body known before the head (the one-element list case).
+    /// Send `body`, a `bytes` object, as the whole body, known before the
+    /// head (the one-element list case).
     ///
-    /// A body of at most [`COPIED_BODY`] bytes is copied, so a `bytes` object
-    /// that `data` may share is released here, with the GIL held: with
-    /// `--threads N`, dropped on the event loop's thread (which then does not
-    /// hold the GIL) after the write, it would wait in pyo3's pending-decref
-    /// pool (a lock and a push, then another lock to drain it at the next GIL
-    /// acquisition). With one thread the loop's thread holds the GIL
-    /// (`super::loop_gil`), so the drop there would be immediate; the copy is
-    /// kept so that both modes take one path.
-    pub(crate) fn send_whole(&mut self, py: Python<'_>, data: Bytes) -> PyResult<()> {
-        let data = if data.len() <= COPIED_BODY {
-            Bytes::copy_from_slice(&data)
-        } else {
-            data
+    /// A body of at most [`COPIED_BODY`] bytes is copied (after the field
+    /// lines, into their buffer: [`ResponseBody::Small`]) and nothing keeps
+    /// the object; a larger one is shared with it (no copy). A shared object is
+    /// released after the write: with `--threads N` on the event loop's
+    /// thread, which does not hold the GIL, so it waits in pyo3's
+    /// pending-decref pool (a lock and a push, then another lock to drain it
+    /// at the next GIL acquisition). With one thread the loop's thread holds
+    /// the GIL (`super::loop_gil`), so the release there would be immediate;
+    /// small bodies are copied in both modes so that both take one path.
+    pub(crate) fn send_whole(&mut self, py: Python<'_>, body: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let data = body.as_bytes();
+        let small = data.len() <= COPIED_BODY;
+        let chunk = || {
+            if small {
+                Bytes::copy_from_slice(data)
+            } else {
+                Bytes::from_owner(PyBackedBytes::from(body.clone()))
+            }
         };
         if self.sent {
-            return self.send(py, data);
+            return self.send(py, chunk());
         }
         let len = data.len() as u64;
-        match self.declared_length() {
-            Some(declared) if declared < len => self.commit(
-                ResponseBody::Full(Some(data.slice(..declared as usize))),
-                None,
-            ),
+        let whole = match self.declared_length() {
             Some(declared) if declared > len => {
                 self.commit_stream(None)?;
-                self.send(py, data)
+                return self.send(py, chunk());
             }
-            _ if len == 0 => self.commit(ResponseBody::Empty, Some(0)),
-            _ => self.commit(ResponseBody::Full(Some(data)), Some(len)),
+            _ if len == 0 => return self.commit(ResponseBody::Empty, Some(0)),
+            // Bytes past the declared length are cut off.
+            Some(declared) => &data[..declared as usize],
+            None => data,
+        };
+        if !small {
+            let data = chunk().slice(..whole.len());
+            return self.commit(ResponseBody::Full(Some(data)), Some(len));
         }
+        // After the field lines, in their buffer: no allocation.
+        if let Some(head) = self.pending.as_mut() {
+            head.fields.set_body(whole);
+        }
+        self.commit(ResponseBody::Small, Some(len))
     }
 
     /// Whether a file body would be sent by the connection with `sendfile(2)`:
@@ -779,8 +806,8 @@ impl StartResponse {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let exc_info = exc_info.filter(|e| !e.is_none());
-        {
-            let this = slf.borrow();
+        let lines_buffer = {
+            let mut this = slf.borrow_mut();
             match exc_info {
                 Some(exc_info) if this.sent => {
                     let exc_info = exc_info.downcast::<PyTuple>()?;
@@ -795,20 +822,21 @@ impl StartResponse {
                 }
                 _ => {}
             }
-        }
+            std::mem::take(&mut this.lines_buffer)
+        };
         let status = latin1(status, "status")?;
         // A plain list (the usual case) is read in place; anything else
         // through the iterator protocol.
         let fields = match response_headers.downcast_exact::<PyList>() {
             Ok(list) => {
-                let mut fields = HeadFields::with_capacity((list.len() + 2).min(64));
+                let mut fields = HeadFields::in_buffer(lines_buffer, (list.len() + 2).min(64));
                 for item in list {
                     add_field(&mut fields, &item)?;
                 }
                 fields
             }
             Err(_) => {
-                let mut fields = HeadFields::with_capacity(8);
+                let mut fields = HeadFields::in_buffer(lines_buffer, 8);
                 for item in response_headers.try_iter()? {
                     add_field(&mut fields, &item?)?;
                 }
@@ -900,7 +928,6 @@ mod tests {
     use crate::py::pool::POOL_TESTS;
     use http::Response;
     use pyo3::ffi;
-    use pyo3::pybacked::PyBackedBytes;
 
     /// `send_whole` of `body` (shared with a `bytes` object, as the worker
     /// makes it): the response, and the object's reference count after.
@@ -911,8 +938,7 @@ mod tests {
         let (reply, response) = slot.expect();
         let mut sr = StartResponse::new(arm(reply, false));
         sr.pending = Some(ResponseHead::new(b"200 OK", std::iter::empty()).unwrap());
-        let data = Bytes::from_owner(PyBackedBytes::from(object.clone()));
-        sr.send_whole(py, data).unwrap();
+        sr.send_whole(py, &object).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -951,6 +977,7 @@ mod tests {
             reply,
             abort: Arc::new(Notify::new()),
             sendfile: None,
+            lines_buffer: Vec::new(),
             no_body: false,
             inline,
             keep_head: false,

@@ -461,11 +461,13 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         sendfile,
         received,
         kept,
+        lines_buffer,
     } = job;
     let arm = start_response::Arm {
         reply,
         abort,
         sendfile,
+        lines_buffer,
         no_body: head.method == Method::HEAD,
         inline,
         keep_head: context.access.is_some(),
@@ -657,9 +659,8 @@ fn send_body(
     file: Option<OpenFile>,
 ) -> PyResult<()> {
     if let Some(only) = single_item(iterable) {
-        if let Ok(bytes) = only.downcast_into::<PyBytes>() {
-            let data = Bytes::from_owner(PyBackedBytes::from(bytes));
-            return start_response.borrow_mut().send_whole(py, data);
+        if let Ok(bytes) = only.downcast::<PyBytes>() {
+            return start_response.borrow_mut().send_whole(py, bytes);
         }
     }
     if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {

@@ -87,9 +87,15 @@ pub struct HeadFields {
 impl HeadFields {
     /// No fields yet, with room for `fields` of them (more may come).
     pub fn with_capacity(fields: usize) -> HeadFields {
+        HeadFields::in_buffer(Vec::new(), fields)
+    }
+
+    /// [`HeadFields::with_capacity`], the lines written into `buffer`
+    /// ([`FieldLines::in_buffer`]).
+    pub fn in_buffer(buffer: Vec<u8>, fields: usize) -> HeadFields {
         HeadFields {
             // Room for `fields` lines of a typical length, in bytes.
-            fields: FieldLines::with_capacity(fields * 32),
+            fields: FieldLines::in_buffer(buffer, fields * 32),
             content_length: None,
             close: false,
             warnings: Vec::new(),
