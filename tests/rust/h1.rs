@@ -102,18 +102,21 @@ fn answer(job: http::Job, handle: &tokio::runtime::Handle) {
 }
 
 /// The stand-in for `start_response`'s replies: `/lines/...` answers what
-/// `/...` does, its fields sent as field lines ([`http::FieldLines`]).
+/// `/...` does, its fields sent as field lines ([`http::FieldLines`]) in the
+/// buffer the connection lent the job, a whole body of a few bytes after them
+/// (`ResponseBody::Small`), as `start_response` sends them.
 fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
     let Some(path) = job.head.uri.path().strip_prefix("/lines") else {
         return answer(job, handle);
     };
     job.head.uri = path.parse().unwrap();
+    let buffer = std::mem::take(&mut job.lines_buffer);
     let slot = std::sync::Arc::new(http::ReplySlot::default());
     let (reply, response) = slot.expect();
     let inner = std::mem::replace(&mut job.reply, reply);
     answer(job, handle);
     let mut response = handle.block_on(response).unwrap().into_response();
-    let mut lines = http::FieldLines::default();
+    let mut lines = http::FieldLines::in_buffer(buffer, 0);
     let mut last = None;
     for (name, value) in std::mem::take(response.headers_mut()) {
         // A map yields a repeated name once, before its first value.
@@ -128,6 +131,10 @@ fn answer_lines(mut job: http::Job, handle: &tokio::runtime::Handle) {
         }
     }
     let mut reply = http::Reply::from(response);
+    if let ResponseBody::Full(Some(data)) = &reply.body {
+        lines.set_body(data);
+        reply.body = ResponseBody::Small;
+    }
     reply.lines = lines;
     let _ = inner.send(reply);
 }
@@ -194,14 +201,15 @@ fn responses_match_hypers_byte_for_byte() {
             "Connection: close, \u{e9}\r\n",
         ] {
             // Each request is followed by a plain one: the connection's
-            // state after the response must be the same too.
+            // state after the response must be the same too, and its field
+            // lines written where the last response's were.
             let plain = format!(
                 "{method} {path} HTTP/1.1\r\nHost: a\r\n{close}\r\n\
-                 GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                 GET /lines/full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
             );
             let hyper = format!(
                 "{method} {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n{close}\r\n\
-                 0\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                 0\r\n\r\nGET /lines/full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
             );
             let ours = without_dates(&exchange(port, plain.as_bytes()));
             let theirs = without_dates(&exchange(port, hyper.as_bytes()));
