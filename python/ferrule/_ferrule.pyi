@@ -63,9 +63,15 @@ class ErrorStream:
     def flush(self) -> None: ...
 
 class StartResponse:
-    """The ``start_response`` callable of one request."""
+    """The response of one request; an application gets its bound ``start_response``."""
 
     def __call__(
+        self,
+        status: str,
+        response_headers: list[tuple[str, str]],
+        exc_info: Any = None,
+    ) -> Callable[[bytes], None]: ...
+    def start_response(
         self,
         status: str,
         response_headers: list[tuple[str, str]],

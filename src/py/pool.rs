@@ -22,23 +22,24 @@ const POOL_MAX: usize = 16;
 pub(crate) trait Reusable:
     PyClass<Frozen = pyo3::pyclass::boolean_struct::False> + Into<PyClassInitializer<Self>>
 {
-    /// Whether the object keeps a companion: a Python object the server made
-    /// for it that holds one reference to it and is held only by it (the
-    /// bound `write` of `start_response`). Such an object is reused only with
-    /// its companion, which no one else may hold either.
-    const COMPANION: bool = false;
+    /// How many companions the object keeps: Python objects the server made
+    /// for it that each hold one reference to it and are held only by it
+    /// (the bound `start_response` and `write` of `start_response`). Such an
+    /// object is reused only with its companions, which no one else may
+    /// hold either. At most [`COMPANIONS_MAX`].
+    const COMPANIONS: usize = 0;
 
-    /// Take the companion out of the object (`None` if it has none).
-    fn take_companion(&mut self) -> Option<Py<PyAny>> {
-        None
+    /// Take the companions out of the object (`None` for those it has not).
+    fn take_companions(&mut self) -> Companions {
+        Companions::default()
     }
 
-    /// Put `companion` (from [`Reusable::take_companion`]) back.
-    fn set_companion(&mut self, companion: Option<Py<PyAny>>) {
-        let _ = companion;
+    /// Put `companions` (from [`Reusable::take_companions`]) back.
+    fn set_companions(&mut self, companions: Companions) {
+        let _ = companions;
     }
 
-    /// Set up an object just made for a request (make its companion).
+    /// Set up an object just made for a request (make its companions).
     ///
     /// # Errors
     ///
@@ -62,6 +63,12 @@ pub(crate) trait Reusable:
     /// body's bytes) as the object goes into the pool.
     fn retire(&mut self);
 }
+
+/// The most companions an object keeps ([`Reusable::COMPANIONS`]).
+pub(crate) const COMPANIONS_MAX: usize = 2;
+
+/// The companions of an object ([`Reusable::COMPANIONS`]).
+pub(crate) type Companions = [Option<Py<PyAny>>; COMPANIONS_MAX];
 
 /// Finished objects of type `T` that nothing but the pool references.
 pub(crate) struct Pool<T> {
@@ -88,23 +95,23 @@ impl<T: Reusable> Pool<T> {
             let pooled = self.objects.get(py).borrow_mut().pop();
             let Some(object) = pooled else { break };
             let object = object.into_bound(py);
-            let Ok(companion) = object
+            let Ok(companions) = object
                 .try_borrow_mut()
-                .map(|mut this| this.take_companion())
+                .map(|mut this| this.take_companions())
             else {
                 continue; // found while pooled, and in use: left to its finder
             };
             // One found while pooled and kept since [`Pool::release`] is left
-            // to its finder, its cycle with the companion broken as the
-            // companion is dropped here (no borrow of the pool is held: that
-            // can run Python code).
-            if !unseen(py, &object, companion.as_ref()) {
+            // to its finder, its cycles with the companions broken as they
+            // are dropped here (no borrow of the pool is held: that can run
+            // Python code).
+            if !unseen(py, &object, &companions) {
                 continue;
             }
             {
                 let mut this = object.borrow_mut();
                 this.rearm(arm);
-                this.set_companion(companion);
+                this.set_companions(companions);
             }
             return Ok(object);
         }
@@ -114,31 +121,30 @@ impl<T: Reusable> Pool<T> {
     }
 
     /// The request of `object` is over: keep it for [`Pool::acquire`] when
-    /// nothing but this call (and its companion) references it, nothing but
-    /// itself references its companion, and neither is weakly referenced (the
-    /// application kept none of them, so no one can see it reused), and the
-    /// pool has room; it drops its request's state then
-    /// ([`Reusable::retire`]). Else its cycle with the companion is broken,
-    /// so it is freed with its last reference, and nothing else changes in it.
+    /// nothing but this call (and its companions) references it, nothing but
+    /// itself references each companion, and none of them is weakly
+    /// referenced (the application kept none of them, so no one can see it
+    /// reused), and the pool has room; it drops its request's state then
+    /// ([`Reusable::retire`]). Else its cycles with the companions are
+    /// broken, so it is freed with its last reference, and nothing else
+    /// changes in it.
     pub(crate) fn release(&self, py: Python<'_>, object: Bound<'_, T>) {
-        let Ok(companion) = object
+        let Ok(companions) = object
             .try_borrow_mut()
-            .map(|mut this| this.take_companion())
+            .map(|mut this| this.take_companions())
         else {
             return; // in use further up the stack: not ours to keep
         };
-        // No borrow of the pool is held while the companion may be dropped:
+        // No borrow of the pool is held while a companion may be dropped:
         // its last reference going can run Python code (a `weakref.finalize`
         // callback), and with it another thread's `acquire`.
-        if !unseen(py, &object, companion.as_ref())
-            || self.objects.get(py).borrow().len() >= POOL_MAX
-        {
+        if !unseen(py, &object, &companions) || self.objects.get(py).borrow().len() >= POOL_MAX {
             return;
         }
         {
             let mut this = object.borrow_mut();
             this.retire();
-            this.set_companion(companion);
+            this.set_companions(companions);
         }
         self.objects.get(py).borrow_mut().push(object.unbind());
     }
@@ -173,25 +179,24 @@ impl<T: Reusable> Pool<T> {
 pub(crate) static POOL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Whether no one else can see `object` reused: nothing but one holder (the
-/// caller's, or the pool's) and its companion reference it, nothing but the
-/// caller references the companion, taken out of it, and neither is weakly
-/// referenced. An object of a type with a companion is reused only with it.
-fn unseen<T: Reusable>(
-    py: Python<'_>,
-    object: &Bound<'_, T>,
-    companion: Option<&Py<PyAny>>,
-) -> bool {
+/// caller's, or the pool's) and its companions reference it, nothing but the
+/// caller references each companion, taken out of it, and none of them is
+/// weakly referenced. An object is reused only with all its companions.
+fn unseen<T: Reusable>(py: Python<'_>, object: &Bound<'_, T>, companions: &Companions) -> bool {
     // A borrow of the object holds a reference too, so none is held while
     // counting. A weak reference counts for nothing in a count, yet reaches
     // its object: reused, it would reach the next request's.
-    let holders = match companion {
-        Some(c) if c.get_refcnt(py) == 1 && !weakly_referenced(c.bind(py)) => 2,
-        Some(_) => return false,
-        None if T::COMPANION => return false,
-        None => 1,
-    };
+    let mut holders = 1;
+    for companion in companions.iter().flatten() {
+        if companion.get_refcnt(py) != 1 || weakly_referenced(companion.bind(py)) {
+            return false;
+        }
+        holders += 1;
+    }
     let object = object.as_any();
-    object.get_refcnt() == holders && !weakly_referenced(object)
+    holders == 1 + T::COMPANIONS as isize
+        && object.get_refcnt() == holders
+        && !weakly_referenced(object)
 }
 
 /// Whether `object` may have weak references (`weakref.ref`, a `WeakSet`,

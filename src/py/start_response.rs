@@ -37,7 +37,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
 use super::errors;
-use super::pool::{Pool, Reusable};
+use super::pool::{Companions, Pool, Reusable};
 use crate::http::dispatch::failure_response;
 use crate::http::{
     BodyError, FileBody, Reply, ReplyExtra, ReplySender, ResponseBody, SendfileQueue,
@@ -99,6 +99,12 @@ pub struct StartResponse {
     /// A chunk `write` waits to send without holding this object
     /// ([`StartResponse::write`]).
     parking: Parking,
+    /// This object's bound `start_response` method, the callable the
+    /// application is given ([`StartResponse::callable`]): a call of a bound
+    /// method of a native type is a vectorcall, with no tuple of arguments
+    /// made and freed (the object's own `__call__` gets one). Made once and
+    /// kept while the object is reused, as `write` is.
+    call: Option<Py<PyAny>>,
     /// This object's bound `write` method, made once and kept while the
     /// object is reused ([`acquire`]); the cycle it makes is broken by
     /// [`release`], or by the garbage collector ([`StartResponse::__clear__`]).
@@ -153,10 +159,10 @@ pub(crate) fn release(py: Python<'_>, start_response: Bound<'_, StartResponse>) 
     POOL.release(py, start_response);
 }
 
-/// Reused with its bound `write` (its companion: `write.__self__` is the
-/// object), which only it may hold.
+/// Reused with its bound `start_response` and `write` (its companions: the
+/// `__self__` of each is the object), which only it may hold.
 impl Reusable for StartResponse {
-    const COMPANION: bool = true;
+    const COMPANIONS: usize = 2;
 
     type Arm = Arm;
 
@@ -168,20 +174,26 @@ impl Reusable for StartResponse {
         StartResponse::rearm(self, arm);
     }
 
-    fn take_companion(&mut self) -> Option<Py<PyAny>> {
-        self.write.take()
+    fn take_companions(&mut self) -> Companions {
+        [self.call.take(), self.write.take()]
     }
 
-    fn set_companion(&mut self, companion: Option<Py<PyAny>>) {
-        self.write = companion;
+    fn set_companions(&mut self, [call, write]: Companions) {
+        self.call = call;
+        self.write = write;
     }
 
-    /// Make the bound `write` kept while the object is reused.
+    /// Make the bound `start_response` and `write` kept while the object is
+    /// reused.
     fn made(start_response: &Bound<'_, Self>) -> PyResult<()> {
-        let write = start_response
-            .getattr(intern!(start_response.py(), "write"))?
+        let py = start_response.py();
+        let call = start_response
+            .getattr(intern!(py, "start_response"))?
             .unbind();
-        start_response.borrow_mut().write = Some(write);
+        let write = start_response.getattr(intern!(py, "write"))?.unbind();
+        let mut this = start_response.borrow_mut();
+        this.call = Some(call);
+        this.write = Some(write);
         Ok(())
     }
 
@@ -197,6 +209,15 @@ impl Reusable for StartResponse {
 }
 
 impl StartResponse {
+    /// What the application is given as `start_response`: the bound method
+    /// (a vectorcall), or the object itself before one is made.
+    pub(crate) fn callable<'py>(slf: &Bound<'py, Self>) -> Bound<'py, PyAny> {
+        match &slf.borrow().call {
+            Some(call) => call.bind(slf.py()).clone(),
+            None => slf.clone().into_any(),
+        }
+    }
+
     /// The state of a new request's response (see [`Arm`]), with no `write` yet.
     pub(crate) fn new(arm: Arm) -> StartResponse {
         StartResponse {
@@ -217,6 +238,7 @@ impl StartResponse {
             overflow: std::collections::VecDeque::new(),
             ending: false,
             parking: Parking::Off,
+            call: None,
             write: None,
         }
     }
@@ -245,6 +267,7 @@ impl StartResponse {
             overflow,
             ending,
             parking,
+            call: _,
             write: _,
         } = self;
         *reply = Some(arm.reply);
@@ -793,12 +816,27 @@ fn add_field(fields: &mut HeadFields, item: &Bound<'_, PyAny>) -> PyResult<()> {
 
 #[pymethods]
 impl StartResponse {
-    /// `start_response(status, response_headers, exc_info=None)` → `write`.
+    /// `start_response(status, response_headers, exc_info=None)` → `write`:
+    /// the object called as the method, for a caller that holds the object.
+    #[pyo3(signature = (status, response_headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        response_headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        StartResponse::start_response(slf, status, response_headers, exc_info)
+    }
+
+    /// `start_response(status, response_headers, exc_info=None)` → `write`
+    /// (PEP 3333): `status` a str such as ``"200 OK"``, `response_headers`
+    /// a list of ``(name, value)`` str tuples, `exc_info` a
+    /// ``sys.exc_info()`` tuple to replace a head not yet sent.
     ///
     /// :raises TypeError, ValueError: a bad status or header (the request becomes a 500).
     /// :raises RuntimeError: called twice without ``exc_info``.
     #[pyo3(signature = (status, response_headers, exc_info = None))]
-    fn __call__<'py>(
+    fn start_response<'py>(
         slf: &Bound<'py, Self>,
         status: &Bound<'py, PyAny>,
         response_headers: &Bound<'py, PyAny>,
@@ -860,16 +898,18 @@ impl StartResponse {
         }
     }
 
-    /// The garbage collector's view: the bound `write` this object keeps.
+    /// The garbage collector's view: the bound methods this object keeps.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        if let Some(write) = &self.write {
-            visit.call(write)?;
+        for bound in [&self.call, &self.write].into_iter().flatten() {
+            visit.call(bound)?;
         }
         Ok(())
     }
 
-    /// Break the cycle with `write` (the garbage collector's call).
+    /// Break the cycles with the bound `start_response` and `write` (the
+    /// garbage collector's call).
     fn __clear__(&mut self) {
+        self.call = None;
         self.write = None;
     }
 

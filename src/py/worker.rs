@@ -517,7 +517,8 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
             None => context.empty_input.bind(py).as_any(),
         };
         env.set_item(intern!(py, "wsgi.input"), stream)?;
-        let result = context.app.bind(py).call1((&env, &start_response));
+        let callable = StartResponse::callable(&start_response);
+        let result = context.app.bind(py).call1((&env, callable));
         environ = Some(env.unbind());
         result.map(Bound::unbind)
     })

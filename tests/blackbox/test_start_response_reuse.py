@@ -139,8 +139,15 @@ def test_a_weak_reference_to_write_dies_with_its_request(client):
         assert client.get(f"/inject?k={k}").content == b"own body"
 
 
-def test_start_response_takes_no_weak_reference(client):
-    assert client.get("/weak-sr").content == b"TypeError"
+def test_a_weakly_referenced_start_response_is_not_reused(client):
+    # The callable an application gets is a bound method, which takes weak
+    # references: one that is weakly referenced when its request ends is let go
+    # (its finalizer runs), never handed to a later request.
+    k = key()
+    assert client.get(f"/weak-sr?k={k}").content == b"weak start_response"
+    plain_round(client)
+    report = client.get(f"/check-weak-sr?k={k}").json()
+    assert report == {"alive": False, "finalized": True, "is_this": False, "call": None}
 
 
 def test_write_from_a_generator_and_gc_in_odd_places(client):

@@ -34,6 +34,11 @@ def report(start_response, data: dict):
     return [body]
 
 
+def owner(start_response):
+    """The object behind a ``start_response`` callable: ferrule hands out a bound method."""
+    return getattr(start_response, "__self__", start_response)
+
+
 def attempt(fn, *args) -> str:
     """Call ``fn(*args)``: ``"ok"`` or the exception's type name."""
     try:
@@ -72,11 +77,11 @@ def use_kept(environ, start_response):
         sr = kept["sr"]
         data["sr_is_this"] = sr is start_response
         data["sr_call"] = attempt(sr, "200 OK", [])
-        data["sr_write_self"] = sr.write.__self__ is sr
-        data["sr_write"] = attempt(sr.write, b"leaked?")
+        data["sr_write_self"] = owner(sr).write.__self__ is owner(sr)
+        data["sr_write"] = attempt(owner(sr).write, b"leaked?")
     if "write" in kept:
         write = kept["write"]
-        data["write_self_is_this"] = write.__self__ is start_response
+        data["write_self_is_this"] = write.__self__ is owner(start_response)
         data["write"] = attempt(write, b"leaked?")
         data["write_str"] = attempt(write, "text")
     return report(start_response, data)
@@ -101,14 +106,34 @@ def check_weak(environ, start_response):
     data = {
         "alive": target is not None,
         "finalized": kept["finalized"],
-        "is_this_write": target is not None and target.__self__ is start_response,
+        "is_this_write": target is not None and target.__self__ is owner(start_response),
     }
     return report(start_response, data)
 
 
 def weak_start_response(environ, start_response):
+    kept = slot(environ)
+    kept["sr_ref"] = weakref.ref(start_response)
+    kept["sr_finalized"] = False
+
+    def finalized():
+        kept["sr_finalized"] = True
+
+    weakref.finalize(start_response, finalized)
     start_response("200 OK", TEXT)
-    return [attempt(weakref.ref, start_response).encode()]
+    return [b"weak start_response"]
+
+
+def check_weak_start_response(environ, start_response):
+    kept = slot(environ)
+    target = kept["sr_ref"]()
+    data = {
+        "alive": target is not None,
+        "finalized": kept["sr_finalized"],
+        "is_this": target is start_response,
+        "call": attempt(target, "200 OK", []) if target is not None else None,
+    }
+    return report(start_response, data)
 
 
 def inject(environ, start_response):
@@ -272,7 +297,7 @@ def echo(environ, start_response):
 
 def hunt(environ, start_response):
     """Keep every ``start_response`` object the garbage collector can list."""
-    kind = type(start_response)
+    kind = type(owner(start_response))
     found = [o for o in gc.get_objects() if type(o) is kind]
     slot(environ)["hunted"] = found
     start_response("200 OK", TEXT)
@@ -281,7 +306,8 @@ def hunt(environ, start_response):
 
 def is_hunted(environ, start_response):
     hunted = slot(environ)["hunted"]
-    return report(start_response, {"hunted": any(h is start_response for h in hunted)})
+    this = owner(start_response)
+    return report(start_response, {"hunted": any(h is this for h in hunted)})
 
 
 def slow(environ, start_response):
@@ -293,7 +319,7 @@ def slow(environ, start_response):
 def write_hunted(environ, start_response):
     """Write into every hunted ``start_response`` but this request's own."""
     for sr in slot(environ)["hunted"]:
-        if sr is not start_response:
+        if sr is not owner(start_response):
             attempt(sr.write, b"INJECTED ")
     start_response("200 OK", TEXT)
     return [b"wrote"]
@@ -472,6 +498,7 @@ ROUTES = {
     "/weak-write": weak_write,
     "/check-weak": check_weak,
     "/weak-sr": weak_start_response,
+    "/check-weak-sr": check_weak_start_response,
     "/inject": inject,
     "/kept-environ": kept_environ,
     "/use-kept-environ": use_kept_environ,
