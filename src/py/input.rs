@@ -9,13 +9,22 @@
 //! `Expect: 100-continue`, the first read is what makes hyper send
 //! `100 Continue` (RFC 9110 §10.1.1), so an application that answers without
 //! reading never makes the client upload.
+//!
+//! No borrow of the object is held while a read waits: the reader takes the
+//! body out of it for the wait and puts it back after. So the end of the
+//! request can finish the object meanwhile (the waiting read then returns as
+//! at the end of the body, at once), and reads from several threads take
+//! turns: a read that finds another waiting for the client waits for it to
+//! return, then goes on with what follows; each returns a contiguous piece of
+//! the body and no byte is returned twice, as with a buffered file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 
 use super::pool::{Pool, Reusable};
 use crate::http::RequestBody;
@@ -23,12 +32,15 @@ use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 
 /// The `wsgi.input` object of one request at a time: once its request is
 /// over and nothing else holds it, it serves a later one ([`acquire`]).
 #[pyclass(module = "ferrule._ferrule")]
 #[derive(Debug)]
 pub struct Input {
+    /// The stream still to read; `None` once at its end, and while a read
+    /// waits for its next frame (the reader holds it then, `eof` is false).
     body: Option<Incoming>,
     /// Read from the body, not yet taken: a body read whole before the call
     /// is held as it came (no copy); streamed data joins it as it arrives.
@@ -40,6 +52,21 @@ pub struct Input {
     received: u64,
     limit: u64,
     timeout: Duration,
+    /// Signalled when a read that held the body returns (for the reads waiting
+    /// their turn) and when the request ends ([`Input::finish`]: for the read
+    /// waiting for the client). Made by the first read that waits on the
+    /// stream; kept when the object is reused.
+    turn: Option<Arc<Notify>>,
+}
+
+/// How a wait for the next frame of the body ended.
+enum Waited {
+    /// The next frame, the end of the body (`None`), or a read error.
+    Frame(Option<Result<Frame<Bytes>, hyper::Error>>),
+    /// `--body-timeout` passed with nothing from the client.
+    TimedOut,
+    /// The request ended meanwhile ([`Input::finish`]).
+    Finished,
 }
 
 /// Finished `wsgi.input` objects that nothing else references ([`release`]).
@@ -79,7 +106,9 @@ impl Reusable for Input {
     }
 
     fn rearm(&mut self, arm: Input) {
+        let turn = self.turn.take();
         *self = arm;
+        self.turn = turn;
     }
 
     /// Drop the body and what was read of it: a body read whole shares the
@@ -112,13 +141,19 @@ impl Input {
             failure: None,
             limit,
             timeout,
+            turn: None,
         }
     }
 
     /// Drop the body at the end of the request, so hyper can drain it or close.
+    /// A read waiting for the client meanwhile returns at once, as at the end
+    /// of the body, and drops the body it holds.
     pub(crate) fn finish(&mut self) {
         self.body = None;
         self.eof = true;
+        if let Some(turn) = &self.turn {
+            turn.notify_waiters();
+        }
     }
 
     /// The status a failed body read calls for: 408 after a timeout, 400 for a
@@ -127,30 +162,80 @@ impl Input {
         self.failure
     }
 
-    /// Pull the next data frame into the buffer; sets `eof` at the end.
-    fn fill(&mut self, py: Python<'_>) -> PyResult<()> {
-        let Some(body) = self.body.as_mut() else {
-            self.eof = true;
+    /// Pull the next data frame of `slf` into its buffer; sets `eof` at the
+    /// end. Returns at once at the end; after waiting its turn when another
+    /// read holds the body (then it pulls nothing: the caller looks again).
+    ///
+    /// The wait is with the GIL released and no borrow of `slf` held: the body
+    /// is taken out of it meanwhile, and put back after unless the request
+    /// ended meanwhile ([`Input::finish`]; the body and the frame are dropped
+    /// then, and `slf` is at its end).
+    ///
+    /// # Errors
+    ///
+    /// `TimeoutError` after `--body-timeout` with nothing from the client
+    /// ([`Input::failure`] 408; the body is kept: a later read waits again);
+    /// `OSError` for a read error or a refused trailer section (400) or a body
+    /// over `--limit-request-body` (413), which end the body.
+    fn fill(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
+        let mut this = slf.borrow_mut();
+        let body = this.body.take();
+        if body.is_none() && this.eof {
+            return Ok(());
+        }
+        let turn = Arc::clone(this.turn.get_or_insert_with(Arc::default));
+        let runtime = this.runtime.clone();
+        let timeout = this.timeout;
+        drop(this);
+        let Some(mut body) = body else {
+            // Another read holds the body: wait until it returns (it does
+            // within --body-timeout) or the request ends. Made with the GIL
+            // held, `returned` sees every signal given after this point.
+            let returned = turn.notified();
+            py.allow_threads(|| runtime.block_on(returned));
             return Ok(());
         };
-        let runtime = &self.runtime;
-        let timeout = self.timeout;
-        let next = py.allow_threads(|| {
-            runtime.block_on(async { tokio::time::timeout(timeout, body.frame()).await })
+        let finished = turn.notified();
+        let waited = py.allow_threads(|| {
+            runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    () = finished => Waited::Finished,
+                    next = tokio::time::timeout(timeout, body.frame()) => match next {
+                        Ok(next) => Waited::Frame(next),
+                        Err(_) => Waited::TimedOut,
+                    },
+                }
+            })
         });
-        match next {
-            Err(_) => {
-                self.failure = Some(StatusCode::REQUEST_TIMEOUT);
-                Err(PyTimeoutError::new_err(format!(
+        let mut this = slf.borrow_mut();
+        // The reads waiting their turn look again once the GIL is free.
+        turn.notify_waiters();
+        if this.eof {
+            // Finished meanwhile: the body goes (with the frame), as at its end.
+            return Ok(());
+        }
+        this.body = Some(body);
+        let next = match waited {
+            Waited::Frame(next) => next,
+            Waited::Finished => {
+                this.finish(); // not reached: finishing sets `eof`
+                return Ok(());
+            }
+            Waited::TimedOut => {
+                this.failure = Some(StatusCode::REQUEST_TIMEOUT);
+                return Err(PyTimeoutError::new_err(format!(
                     "the client sent no request body data for {} s (--body-timeout)",
                     timeout.as_secs_f64()
-                )))
+                )));
             }
-            Ok(None) => {
-                self.finish();
+        };
+        match next {
+            None => {
+                this.finish();
                 Ok(())
             }
-            Ok(Some(Ok(frame))) => {
+            Some(Ok(frame)) => {
                 // Trailer fields are read and discarded: PEP 3333 has no place for
                 // them. Fields that frame or route a message never belong there
                 // (RFC 9110 §6.5.1): such a trailer section is refused.
@@ -160,8 +245,8 @@ impl Input {
                             .into_iter()
                             .find(|name| trailers.contains_key(*name))
                         {
-                            self.finish();
-                            self.failure = Some(StatusCode::BAD_REQUEST);
+                            this.finish();
+                            this.failure = Some(StatusCode::BAD_REQUEST);
                             return Err(PyOSError::new_err(format!(
                                 "{name} is not allowed in a trailer section (RFC 9110 section 6.5.1)"
                             )));
@@ -171,22 +256,22 @@ impl Input {
                     Err(frame) => frame,
                 };
                 if let Ok(data) = frame.into_data() {
-                    self.received += data.len() as u64;
-                    if self.limit > 0 && self.received > self.limit {
-                        self.finish();
-                        self.failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
+                    this.received += data.len() as u64;
+                    if this.limit > 0 && this.received > this.limit {
+                        this.finish();
+                        this.failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
                         return Err(PyOSError::new_err(format!(
                             "the request body is over --limit-request-body {} bytes",
-                            self.limit
+                            this.limit
                         )));
                     }
-                    self.append(data);
+                    this.append(data);
                 }
                 Ok(())
             }
-            Ok(Some(Err(err))) => {
-                self.finish();
-                self.failure = Some(StatusCode::BAD_REQUEST);
+            Some(Err(err)) => {
+                this.finish();
+                this.failure = Some(StatusCode::BAD_REQUEST);
                 Err(PyOSError::new_err(format!(
                     "reading the request body failed: {err}"
                 )))
@@ -213,25 +298,41 @@ impl Input {
         bytes
     }
 
+    /// One line of the body of `slf`, with its `\n`, or its first `limit`
+    /// bytes, or what is left of the body before its end.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Input::fill`].
     fn read_line<'py>(
-        &mut self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         limit: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let mut searched = 0;
+        let py = slf.py();
+        // How far the unread bytes were searched; their offset in the body.
+        let mut searched: usize = 0;
+        let mut start: u64 = 0;
         loop {
-            let window = limit.map_or(self.buffer.len(), |l| l.min(self.buffer.len()));
-            if let Some(pos) = self.buffer[searched..window]
-                .iter()
-                .position(|&b| b == b'\n')
             {
-                return Ok(self.take(py, searched + pos + 1));
+                let mut this = slf.borrow_mut();
+                // Another thread's read took bytes from the front meanwhile.
+                let now = this.received - this.buffer.len() as u64;
+                searched = searched.saturating_sub((now - start) as usize);
+                start = now;
+                let window = limit.map_or(this.buffer.len(), |l| l.min(this.buffer.len()));
+                if let Some(pos) = this.buffer[searched.min(window)..window]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                {
+                    let end = searched.min(window) + pos + 1;
+                    return Ok(this.take(py, end));
+                }
+                if limit.is_some_and(|l| this.buffer.len() >= l) || this.eof {
+                    return Ok(this.take(py, window));
+                }
+                searched = window;
             }
-            if limit.is_some_and(|l| self.buffer.len() >= l) || self.eof {
-                return Ok(self.take(py, window));
-            }
-            searched = window;
-            self.fill(py)?;
+            Self::fill(slf, py)?;
         }
     }
 }
@@ -246,48 +347,46 @@ impl Input {
     /// Read up to `size` bytes (all remaining when `size` is omitted, None or
     /// negative); `b""` at the end of the body.
     ///
+    /// A read while another thread's read waits for the client waits for it,
+    /// then reads what follows; a read waiting when the request ends returns
+    /// what it has, as at the end of the body.
+    ///
     /// :raises TimeoutError: the client sent nothing for 60 s.
     /// :raises OSError: the client disconnected or sent a malformed body.
     #[pyo3(signature = (size = None))]
-    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        match limit(size) {
-            Some(n) => {
-                while self.buffer.len() < n && !self.eof {
-                    self.fill(py)?;
+    fn read<'py>(slf: &Bound<'py, Self>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let py = slf.py();
+        let size = limit(size);
+        loop {
+            {
+                let mut this = slf.borrow_mut();
+                match size {
+                    Some(n) if this.eof || this.buffer.len() >= n => return Ok(this.take(py, n)),
+                    None if this.eof => {
+                        let n = this.buffer.len();
+                        return Ok(this.take(py, n));
+                    }
+                    _ => {}
                 }
-                Ok(self.take(py, n))
             }
-            None => {
-                while !self.eof {
-                    self.fill(py)?;
-                }
-                Ok(self.take(py, self.buffer.len()))
-            }
+            Self::fill(slf, py)?;
         }
     }
 
     /// Read one line, including its `\n`, or at most `size` bytes of it.
     #[pyo3(signature = (size = None))]
-    fn readline<'py>(
-        &mut self,
-        py: Python<'py>,
-        size: Option<isize>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.read_line(py, limit(size))
+    fn readline<'py>(slf: &Bound<'py, Self>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        Self::read_line(slf, limit(size))
     }
 
     /// Read lines until the end, or until `hint` bytes have been read.
     #[pyo3(signature = (hint = None))]
-    fn readlines<'py>(
-        &mut self,
-        py: Python<'py>,
-        hint: Option<isize>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let lines = PyList::empty(py);
+    fn readlines<'py>(slf: &Bound<'py, Self>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let lines = PyList::empty(slf.py());
         let hint = limit(hint).filter(|&h| h > 0);
         let mut total = 0;
         loop {
-            let line = self.read_line(py, None)?;
+            let line = Self::read_line(slf, None)?;
             let len = line.as_bytes().len();
             if len == 0 {
                 break;
@@ -305,8 +404,8 @@ impl Input {
         slf
     }
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.read_line(py, None)?;
+    fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = Self::read_line(slf, None)?;
         Ok((!line.as_bytes().is_empty()).then_some(line))
     }
 }

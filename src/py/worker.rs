@@ -586,11 +586,9 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
     if let Err(err) = outcome {
         let mut sr = start_response.borrow_mut();
         let (method, uri) = (&head.method, &head.uri);
-        // A thread still inside `read()` holds the input (see below): its
-        // failure, if any, is not known yet.
-        let failure = input
-            .as_ref()
-            .and_then(|input| input.try_borrow().ok()?.failure());
+        // A thread the application started may still be inside `read()`: a
+        // failure it meets after this point is not this response's.
+        let failure = input.as_ref().and_then(|input| input.borrow().failure());
         let status = match failure {
             Some(status) => {
                 let why = format!("{method} {uri}: {status} while reading the request body: {err}");
@@ -617,11 +615,13 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         };
         sr.fail(py, status);
     }
-    // A thread the application started may still be reading the body, with
-    // the GIL released and `wsgi.input` borrowed: the body is then its
-    // reader's until it returns (and the object is not pooled while held).
-    if let Some(Ok(mut input)) = input.as_ref().map(|i| i.try_borrow_mut()) {
-        input.finish();
+    // No borrow of `wsgi.input` outlives a call into it (a read waits for the
+    // client with the body taken out, src/py/input.rs): a thread the
+    // application started that waits in `read()` now returns as at the end of
+    // the body, and drops the body it holds (the object is not pooled while
+    // that thread holds it).
+    if let Some(input) = &input {
+        input.borrow_mut().finish();
     }
     if let Some(access) = &context.access {
         let environ = environ.as_ref().map(|env| env.bind(py));

@@ -189,19 +189,26 @@ def test_many_clients_each_read_their_own_bodies(server):
     assert server.proc.poll() is None
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fails", [False, True], ids=["answers", "raises"])
-def test_a_thread_still_reading_the_body_after_the_response_breaks_nothing(server, client, fails):
-    """The application hands ``wsgi.input`` to a thread and answers (or raises) while
-    the client still sends the body. Reading it after the response is the application's
-    mistake (PEP 3333 ends the request there): the thread's ``read()`` returns or
-    raises, but the server stays whole: the end of the request once took the body back
-    from under the thread inside ``read()``, and asked it for its failure after the
-    application raised, and the worker thread panicked."""
+def test_a_thread_still_reading_the_body_after_the_response_breaks_nothing(
+    server, client, fails, threads
+):
+    """The application hands ``wsgi.input`` to a thread (or two) and answers (or raises)
+    while the client still holds the body back. Reading it after the response is the
+    application's mistake (PEP 3333 ends the request there): the thread's ``read()``
+    returns what arrived before, as at the end of the body, when the request ends, not
+    when the client sends more or ``--body-timeout`` passes (a second thread, waiting
+    its turn behind the first, then reads nothing); and the server stays
+    whole: the end of the request once took the body back from under the thread inside
+    ``read()``, and asked it for its failure after the application raised, and the
+    worker thread panicked."""
     k = key()
     size = 200_000
     with Wire(server.port) as wire:
         wire.send(
-            f"POST /read-in-thread?k={k}&raise={int(fails)} HTTP/1.1\r\nHost: x\r\n"
+            f"POST /read-in-thread?k={k}&raise={int(fails)}&threads={threads} HTTP/1.1\r\n"
+            "Host: x\r\n"
             f"Content-Length: {size}\r\n\r\n".encode()
             + b"a" * 1000
         )
@@ -210,14 +217,41 @@ def test_a_thread_still_reading_the_body_after_the_response_breaks_nothing(serve
             assert first.status == 500
         else:
             assert (first.status, first.body) == (200, b"answered")
+        deadline = time.monotonic() + 5  # --body-timeout is 60 s
+        while (read := client.get(f"/thread-read?k={k}").json()["read"]) is None:
+            assert time.monotonic() < deadline, "the thread's read() did not return"
+            time.sleep(0.05)
+        assert read == [0, 1000][-threads:]
         try:
             wire.send(b"a" * (size - 1000))
         except OSError:
             pass  # the server may have closed the connection after its response
-        deadline = time.monotonic() + TIMEOUT
-        while (read := client.get(f"/thread-read?k={k}").json()["read"]) is None:
-            assert time.monotonic() < deadline, "the thread's read() never returned"
-            time.sleep(0.05)
-    assert read == size or "OSError" in read, read
     assert "panicked" not in server.log()
     echo_round(client)
+
+
+def test_a_read_while_another_thread_waits_in_read_waits_its_turn(server, client):
+    """A thread of the application waits in ``wsgi.input.read(n)`` for the client while
+    the application calls ``read()``: the second read waits for the first, then reads
+    what follows, as with a buffered file; each byte is read once, in order. It raised
+    RuntimeError ("Already borrowed") while the first read held the object."""
+    n, size = 150_000, 200_000  # over the 64 KiB read whole: streamed in both modes
+    body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    for _ in range(2):
+        with Wire(server.port) as wire:
+            wire.send(
+                f"POST /read-alongside?n={n} HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Length: {size}\r\n\r\n".encode()
+                + body[:1000]
+            )
+            time.sleep(0.5)  # both reads are waiting for the client now
+            wire.send(body[1000:])
+            resp = wire.read_response()
+        assert (resp.status, resp.header("X-Thread"), resp.header("X-Main")) == (
+            200,
+            str(n),
+            str(size - n),
+        )
+        assert resp.body == body
+        echo_round(client, 3)
+    assert "panicked" not in server.log()

@@ -22,6 +22,7 @@ TEXT = [("Content-Type", "text/plain")]
 JSON = [("Content-Type", "application/json")]
 
 KEPT: dict[str, dict] = {}
+TIMEOUT = 20
 
 
 def slot(environ) -> dict:
@@ -351,25 +352,59 @@ def keep_input(environ, start_response):
 
 
 def read_in_thread(environ, start_response):
-    """Hand ``wsgi.input`` to a thread that reads it whole, and answer before it is done
-    (or raise, with ``raise=1``)."""
+    """Hand ``wsgi.input`` to ``threads`` threads (1 unless given) that each read it
+    whole, and answer before they are done (or raise, with ``raise=1``)."""
     import threading
 
     stream = environ["wsgi.input"]
+    q = query(environ)
     kept = slot(environ)
+    reads = kept["reads"] = []
+    kept["threads"] = int(q.get("threads", "1"))
 
     def read():
         try:
-            kept["read"] = len(stream.read())
+            reads.append(len(stream.read()))
         except Exception as exc:  # reported to the test by /thread-read
-            kept["read"] = repr(exc)
+            reads.append(repr(exc))
 
-    threading.Thread(target=read, daemon=True).start()
+    for _ in range(kept["threads"]):
+        threading.Thread(target=read, daemon=True).start()
     time.sleep(0.3)  # the client holds the rest of the body back meanwhile
-    if query(environ).get("raise") == "1":
+    if q.get("raise") == "1":
         raise RuntimeError("the application failed while a thread reads the body")
     start_response("200 OK", TEXT)
     return [b"answered"]
+
+
+def read_alongside(environ, start_response):
+    """A thread reads ``n`` bytes of the body while the application, 0.2 s later, reads
+    the rest: the body is the thread's part then the application's; the ``X-Thread``
+    and ``X-Main`` fields give each part's length, or the exception it raised."""
+    import threading
+
+    stream = environ["wsgi.input"]
+    n = int(query(environ).get("n", "1000"))
+    parts: dict[str, bytes | str] = {}
+
+    def take(name, *args):
+        try:
+            parts[name] = stream.read(*args)
+        except Exception as exc:  # reported in the response's fields
+            parts[name] = repr(exc)
+
+    thread = threading.Thread(target=take, args=("thread", n), daemon=True)
+    thread.start()
+    time.sleep(0.2)  # the thread waits for the client meanwhile
+    take("main")
+    thread.join(TIMEOUT)
+    ordered = [parts.get("thread", "not done"), parts["main"]]
+    fields = [
+        (name, str(len(part)) if isinstance(part, bytes) else part)
+        for name, part in zip(("X-Thread", "X-Main"), ordered, strict=True)
+    ]
+    start_response("200 OK", [*TEXT, *fields])
+    return [part for part in ordered if isinstance(part, bytes)]
 
 
 def write_in_thread(environ, start_response):
@@ -392,8 +427,12 @@ def write_in_thread(environ, start_response):
 
 
 def thread_read(environ, start_response):
-    """What the thread of ``read_in_thread`` read: a length, an error, or nothing yet."""
-    return report(start_response, {"read": slot(environ).get("read")})
+    """What the threads of ``read_in_thread`` read, in order of length or error (once
+    all are done; else nothing yet)."""
+    kept = slot(environ)
+    reads = kept["reads"]
+    done = sorted(reads, key=str) if len(reads) == kept["threads"] else None
+    return report(start_response, {"read": done})
 
 
 def use_kept_input(environ, start_response):
@@ -524,6 +563,7 @@ ROUTES = {
     "/read-in-thread": read_in_thread,
     "/thread-read": thread_read,
     "/write-in-thread": write_in_thread,
+    "/read-alongside": read_alongside,
     "/use-kept-input": use_kept_input,
     "/read-some": read_some,
     "/read-lines": read_lines,
