@@ -1,4 +1,5 @@
-//! Building the environ dict: a per-listener template, copied per request.
+//! Building the environ dict: a per-listener template, copied per connection,
+//! and one dict a connection's requests reuse when the application lets go of it.
 //!
 //! The template holds every key whose value is the same for all requests on a
 //! listener (DESIGN.md §2), and `REQUEST_METHOD`, `QUERY_STRING` and
@@ -7,12 +8,15 @@
 //! template ([`Connection`]), which adds `REMOTE_ADDR`, `REMOTE_PORT` and the
 //! `HTTP_*` keys of the fields a client repeats ([`VALUE_KEPT`]: `Host`,
 //! `User-Agent`, `Accept`, ...; never cookies or credentials) and
-//! `CONTENT_TYPE` as that first request had them. Every request copies the connection's template
-//! (`PyDict_Copy`, no Python code runs), adds its own keys from
-//! [`RequestVars`], sets those three and the kept fields only where it
-//! differs, and deletes the kept fields it does not have: its environ has the
-//! same keys and values (PEP 3333 §"environ Variables") whatever came before
-//! it on the connection; only the dict's order depends on the first request.
+//! `CONTENT_TYPE` as that first request had them. A request takes the last
+//! request's dict when the application neither kept nor changed it
+//! ([`Reuse`]), else a copy of the connection's template (`PyDict_Copy`, no
+//! Python code runs); it adds its own keys from [`RequestVars`], sets those
+//! three and the kept fields only where it differs, deletes the kept fields it
+//! does not have, and puts back what the last request on a reused dict
+//! changed: its environ has the same keys and values (PEP 3333 §"environ
+//! Variables") whatever came before it on the connection; only the dict's
+//! order depends on the requests before.
 //! Per-request strings are decoded from bytes as latin-1, which maps every
 //! byte to one character, so no header value is ever dropped or emptied (PEP
 //! 3333 §"Unicode Issues").
@@ -112,17 +116,20 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
     }
 }
 
-/// The environ of the request `head` from `peer`: a copy of the
-/// connection's template (see [`Connection`]) plus the request's own keys.
+/// The environ of the request `head` from `peer`, with `input` as its
+/// `wsgi.input`: the connection's last environ when it can serve again
+/// ([`Reuse`]), else a copy of the connection's template (see
+/// [`Connection`]), plus the request's own keys.
 ///
-/// The copy already holds the kept fields of the connection's first request:
+/// The dict already holds the kept fields of the connection's first request:
 /// a field whose value is byte-equal to the kept one is not set again (a
 /// dict insert is ~130 instructions, issue 5), one that differs is set, and
-/// a kept key this request lacks is deleted, so the environ has the same keys
-/// and values as if every field were set on a copy without them (only the
-/// dict's order differs).
+/// a kept key this request lacks is deleted; a key the last request on a
+/// reused dict changed and this one does not is put back as the template has
+/// it. So the environ has the same keys and values as if every field were set
+/// on a copy without them (only the dict's order differs).
 ///
-/// `wsgi.input` is set by the caller, which owns the request body.
+/// Hand it back with [`release`] when the request is over.
 pub(crate) fn build<'py>(
     py: Python<'py>,
     template: &Bound<'py, PyDict>,
@@ -130,43 +137,47 @@ pub(crate) fn build<'py>(
     peer: Peer,
     kept: &ConnectionKept,
     info: &ListenerInfo,
+    input: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (root_path, trusted) = (&info.root_path, &info.trusted);
     let vars = RequestVars::new(head, root_path);
     let connection = Connection::of(py, template, peer, kept, &vars)?;
-    let env = connection.env.bind(py).copy()?;
+    let (env, stale) = connection.take_environ(py)?;
+    let mut env = Changes::new(env);
     // The template says GET, no query, HTTP/1.1 ([`template`]): a dict
     // insert is ~130 instructions, three of them a request (issue 5).
     if vars.method != "GET" {
-        env.set_item(
+        env.set(
             intern!(py, "REQUEST_METHOD"),
             intern_method(py, vars.method),
         )?;
     }
-    env.set_item(intern!(py, "PATH_INFO"), latin1(py, &vars.path_info)?)?;
+    // Set by every request: never put back.
+    env.dict
+        .set_item(intern!(py, "PATH_INFO"), latin1(py, &vars.path_info)?)?;
     if !vars.query_string.is_empty() {
-        env.set_item(
+        env.set(
             intern!(py, "QUERY_STRING"),
             latin1(py, vars.query_string.as_bytes())?,
         )?;
     }
     if vars.protocol != "HTTP/1.1" {
-        env.set_item(
+        env.set(
             intern!(py, "SERVER_PROTOCOL"),
             intern_protocol(py, vars.protocol),
         )?;
     }
     match (vars.content_type, &connection.content_type) {
-        (Some(value), Some(kept)) if **kept == *value => {} // in the copy already
-        (Some(value), _) => env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?,
-        (None, Some(_)) => env.del_item(intern!(py, "CONTENT_TYPE"))?,
+        (Some(value), Some(kept)) if **kept == *value => {} // as the template has it
+        (Some(value), _) => env.set(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?,
+        (None, Some(_)) => env.delete(intern!(py, "CONTENT_TYPE"))?,
         (None, None) => {}
     }
     if let Some(value) = vars.content_length {
-        env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
+        env.set(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
     }
     if !trusted.is_empty() && trusted.trusts(peer.ip()) {
-        apply_forwarded(py, &env, head)?;
+        apply_forwarded(py, &mut env, head)?;
     }
     // Bit i: this request has the kept field `COMMON_FIELDS[i]`.
     let mut present = 0u64;
@@ -178,39 +189,143 @@ pub(crate) fn build<'py>(
                 if let Some(kept) = &connection.values[i] {
                     present |= 1 << i;
                     if **kept == *value {
-                        continue; // in the copy already
+                        continue; // as the template has it
                     }
                 }
-                env.set_item(common_key(py, i), common_value(py, i, &value)?)?;
+                env.set(common_key(py, i), common_value(py, i, &value)?)?;
             }
-            FieldKey::Built(key) => env.set_item(PyString::new(py, &key), latin1(py, &value)?)?,
+            FieldKey::Built(key) => env.set(&PyString::new(py, &key), latin1(py, &value)?)?,
         }
     }
     let mut absent = connection.kept & !present;
     while absent != 0 {
         let i = absent.trailing_zeros() as usize;
         absent &= absent - 1;
-        env.del_item(common_key(py, i))?;
+        env.delete(common_key(py, i))?;
     }
-    Ok(env)
+    connection.put_back(py, &env, stale)?;
+    env.dict.set_item(intern!(py, "wsgi.input"), input)?;
+    connection.in_flight(py, env.dict.clone(), env.keys);
+    Ok(env.dict)
+}
+
+/// The request of `env` ([`build`] on the connection of `kept`) is over:
+/// keep the dict for the connection's next request when nothing but this
+/// call holds it and no one changed it since [`build`] ([`Reuse`]); else it
+/// is let go. `input`, the request's own `wsgi.input` if it had one, is let
+/// go of then, `placeholder` (the bodiless requests' `wsgi.input`) put in
+/// its place, so that the object is judged for reuse on its own.
+pub(crate) fn release(
+    py: Python<'_>,
+    env: Py<PyDict>,
+    kept: &ConnectionKept,
+    input: Option<&Bound<'_, PyAny>>,
+    placeholder: &Bound<'_, PyAny>,
+) {
+    let Some(connection) = kept.get().and_then(|k| k.downcast_ref::<Connection>()) else {
+        return;
+    };
+    let flight = connection.reuse.get(py).borrow_mut().flight.take();
+    let Some((address, version, keys)) = flight else {
+        return;
+    };
+    let env = env.into_bound(py);
+    if address != env.as_ptr() as usize
+        || env.get_refcnt() != 1
+        || version_of(&env) != Some(version)
+    {
+        return;
+    }
+    if input.is_some()
+        && env
+            .set_item(intern!(py, "wsgi.input"), placeholder)
+            .is_err()
+    {
+        return;
+    }
+    if let Some(version) = version_of(&env) {
+        connection.reuse.get(py).borrow_mut().spare = Some((env.unbind(), version, keys));
+    }
+}
+
+/// The version tag of `dict` (PEP 509): CPython 3.10 to 3.13 give it a new
+/// value on every change of the dict (an insert, a replaced value, a delete,
+/// `clear()`), so an unchanged tag means unchanged contents. `None` where the
+/// tag is gone (3.14) or the interpreter is not CPython's full API.
+fn version_of(dict: &Bound<'_, PyDict>) -> Option<u64> {
+    #[cfg(not(any(Py_3_14, PyPy, GraalPy, Py_LIMITED_API, Py_GIL_DISABLED)))]
+    // SAFETY: `dict` is a live dict (borrowed, GIL held), whose object
+    // starts with CPython's `PyDictObject`; the field is read, not written.
+    #[allow(deprecated)]
+    return Some(unsafe { (*dict.as_ptr().cast::<ffi::PyDictObject>()).ma_version_tag });
+    #[cfg(any(Py_3_14, PyPy, GraalPy, Py_LIMITED_API, Py_GIL_DISABLED))]
+    {
+        let _ = dict;
+        None
+    }
+}
+
+/// A request's writes to its environ, and the keys they change from the
+/// connection's template (to put back before a later request's, [`Reuse`]).
+struct Changes<'py> {
+    dict: Bound<'py, PyDict>,
+    keys: Vec<Py<PyString>>,
+}
+
+impl<'py> Changes<'py> {
+    fn new(dict: Bound<'py, PyDict>) -> Changes<'py> {
+        Changes {
+            dict,
+            keys: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, key: &Bound<'py, PyString>, value: impl IntoPyObject<'py>) -> PyResult<()> {
+        self.dict.set_item(key, value)?;
+        self.keys.push(key.clone().unbind());
+        Ok(())
+    }
+
+    /// Delete `key` if the dict has it (a reused one may not: the last
+    /// request deleted it too).
+    fn delete(&mut self, key: &Bound<'py, PyString>) -> PyResult<()> {
+        if self.dict.contains(key)? {
+            self.dict.del_item(key)?;
+        }
+        self.keys.push(key.clone().unbind());
+        Ok(())
+    }
+
+    /// Whether this request changed `key`.
+    fn changed(&self, key: &Bound<'py, PyString>) -> bool {
+        let py = key.py();
+        self.keys.iter().any(|k| {
+            let k = k.bind(py);
+            k.is(key) || k.as_any().eq(key).unwrap_or(false)
+        })
+    }
 }
 
 /// A trusted proxy's `X-Forwarded-For` and `X-Forwarded-Proto` (see
 /// [`crate::config::forwarded`]).
-fn apply_forwarded(py: Python<'_>, env: &Bound<'_, PyDict>, head: &RequestHead) -> PyResult<()> {
+fn apply_forwarded<'py>(
+    py: Python<'py>,
+    env: &mut Changes<'py>,
+    head: &RequestHead,
+) -> PyResult<()> {
     // The last field line is the one the trusted proxy wrote: a proxy that adds
     // a line of its own (HAProxy's `option forwardfor`) follows a client's.
     if let Some(value) = head.values("x-forwarded-for").last() {
         if let Some(client) = forwarded_client(value) {
-            env.set_item(intern!(py, "REMOTE_ADDR"), client)?;
-            env.set_item(intern!(py, "REMOTE_PORT"), "0")?;
+            env.set(intern!(py, "REMOTE_ADDR"), client)?;
+            env.set(intern!(py, "REMOTE_PORT"), "0")?;
         }
     }
     if let Some(value) = head.values("x-forwarded-proto").last() {
         let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
         match last.trim_ascii().to_ascii_lowercase().as_slice() {
-            b"https" => env.set_item(intern!(py, "wsgi.url_scheme"), "https")?,
-            b"http" => env.set_item(intern!(py, "wsgi.url_scheme"), "http")?,
+            b"https" => env.set(intern!(py, "wsgi.url_scheme"), "https")?,
+            b"http" => env.set(intern!(py, "wsgi.url_scheme"), "http")?,
             _ => {}
         }
     }
@@ -248,6 +363,36 @@ struct Connection {
     /// request after request), at most [`VALUE_KEPT_MAX`] bytes: `env` holds
     /// it as `CONTENT_TYPE`.
     content_type: Option<Box<[u8]>>,
+    /// The environ of the request in flight, then of the last one ([`Reuse`]).
+    reuse: GILProtected<RefCell<Reuse>>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times [`Connection::take_environ`] copied a template on this
+    /// thread (tests).
+    static TEMPLATE_COPIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A connection's environ between its requests: the last request's dict
+/// serves the next one when nothing but the server held it at its end and
+/// its version tag ([`version_of`]) says no one changed it since the server
+/// did (the application neither kept nor changed it, nor found it through
+/// `gc.get_objects()` and kept it since). The next request then sets its own
+/// keys in it and puts back, as the connection's template has them, the keys
+/// the last one changed and it does not: no `PyDict_Copy` of the template
+/// and no free of the last copy (~1,000 instructions a request, issue 5).
+/// Kept only for a connection; where the tag is gone (CPython 3.14) every
+/// request copies the template.
+#[derive(Default)]
+struct Reuse {
+    /// The environ of the request in flight: its address, its version tag
+    /// after the server's last write, the keys its request changed from the
+    /// connection's template ([`Changes`]).
+    flight: Option<(usize, u64, Vec<Py<PyString>>)>,
+    /// The last request's environ, its version tag as [`release`] left it,
+    /// and the keys its request changed.
+    spare: Option<(Py<PyDict>, u64, Vec<Py<PyString>>)>,
 }
 
 // `Connection::kept` has a bit for each common field.
@@ -323,7 +468,59 @@ impl Connection {
             kept,
             values,
             content_type: content_type.map(Box::from),
+            reuse: GILProtected::new(RefCell::new(Reuse::default())),
         })
+    }
+
+    /// The dict for a new request, and the keys to put back in it
+    /// ([`Connection::put_back`]): the last request's environ if it can
+    /// serve again ([`Reuse`]), else a copy of the template and none.
+    fn take_environ<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyDict>, Vec<Py<PyString>>)> {
+        let spare = self.reuse.get(py).borrow_mut().spare.take();
+        if let Some((env, version, keys)) = spare {
+            let env = env.into_bound(py);
+            // One found (`gc.get_objects()`) and held or changed since it
+            // was kept is left to its finder.
+            if env.get_refcnt() == 1 && version_of(&env) == Some(version) {
+                return Ok((env, keys));
+            }
+        }
+        #[cfg(test)]
+        TEMPLATE_COPIES.set(TEMPLATE_COPIES.get() + 1);
+        Ok((self.env.bind(py).copy()?, Vec::new()))
+    }
+
+    /// Put each of `stale` (keys the last request on the dict changed) that
+    /// the request of `env` did not change back as the template has it.
+    fn put_back(
+        &self,
+        py: Python<'_>,
+        env: &Changes<'_>,
+        stale: Vec<Py<PyString>>,
+    ) -> PyResult<()> {
+        let template = self.env.bind(py);
+        for key in stale {
+            let key = key.bind(py);
+            if env.changed(key) {
+                continue;
+            }
+            match template.get_item(key)? {
+                Some(value) => env.dict.set_item(key, value)?,
+                None if env.dict.contains(key)? => env.dict.del_item(key)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `env` is the environ of the request in flight, its request changed
+    /// `keys`; the server writes no more to it.
+    fn in_flight(&self, py: Python<'_>, env: Bound<'_, PyDict>, keys: Vec<Py<PyString>>) {
+        self.reuse.get(py).borrow_mut().flight =
+            version_of(&env).map(|version| (env.as_ptr() as usize, version, keys));
     }
 }
 
@@ -438,6 +635,36 @@ fn intern_method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::build`] with `None` for `wsgi.input`.
+    fn build<'py>(
+        py: Python<'py>,
+        template: &Bound<'py, PyDict>,
+        head: &RequestHead,
+        peer: Peer,
+        kept: &ConnectionKept,
+        info: &ListenerInfo,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        super::build(
+            py,
+            template,
+            head,
+            peer,
+            kept,
+            info,
+            &py.None().into_bound(py),
+        )
+    }
+
+    /// [`super::release`] of a request without a body.
+    fn release(py: Python<'_>, env: Bound<'_, PyDict>, kept: &ConnectionKept) {
+        super::release(py, env.unbind(), kept, None, &py.None().into_bound(py));
+    }
+
+    /// The copies of a connection's template this test's thread made so far.
+    fn copies() -> usize {
+        TEMPLATE_COPIES.get()
+    }
 
     fn listener(trusted: &str) -> ListenerInfo {
         ListenerInfo {
@@ -564,6 +791,8 @@ mod tests {
             let env = build(py, template, head, peer, kept, info).unwrap();
             let fresh = build(py, template, head, peer, &ConnectionKept::new(), info);
             assert_eq!(entries(&env), entries(&fresh.unwrap()), "{name}");
+            // The next request reuses this dict ([`Reuse`]).
+            release(py, env, kept);
         }
     }
 
@@ -656,6 +885,78 @@ mod tests {
             );
             assert_eq!(text(made, "HTTP_COOKIE"), None, "cookies are not kept");
             assert_eq!(made.len(), 15 + 2 + 5);
+        });
+    }
+
+    #[test]
+    fn a_released_environ_serves_the_connections_next_request() {
+        let plain = |path: &str, fields: &[(&str, &[u8])]| {
+            let mut head = RequestHead::from_lines(path, fields);
+            head.version = http::Version::HTTP_11;
+            head
+        };
+        Python::with_gil(|py| {
+            let (info, template, peer) = connection_setup(py);
+            let template = template.bind(py);
+            let kept = ConnectionKept::new();
+            let host: (&str, &[u8]) = ("Host", b"a");
+            let first = build(py, template, &plain("/one", &[host]), peer, &kept, &info).unwrap();
+            let before = copies();
+            release(py, first, &kept);
+            let second = plain("/two?x=1", &[host, ("X-Extra", b"1")]);
+            let env = build(py, template, &second, peer, &kept, &info).unwrap();
+            assert_eq!(copies(), before, "reused, not copied");
+            assert_eq!(text(&env, "PATH_INFO").as_deref(), Some("/two"));
+            assert_eq!(text(&env, "HTTP_X_EXTRA").as_deref(), Some("1"));
+            release(py, env, &kept);
+            let env = build(py, template, &plain("/three", &[host]), peer, &kept, &info).unwrap();
+            assert_eq!(copies(), before, "reused again");
+            assert_eq!(text(&env, "QUERY_STRING").as_deref(), Some(""), "put back");
+            assert_eq!(text(&env, "HTTP_X_EXTRA"), None, "put back");
+
+            // Kept by the application: its environ stays as it was, the next
+            // request gets a copy.
+            let kept_env = env.clone();
+            release(py, env, &kept);
+            let env = build(py, template, &plain("/four", &[]), peer, &kept, &info).unwrap();
+            assert_eq!(copies(), before + 1, "copied");
+            assert_eq!(text(&kept_env, "PATH_INFO").as_deref(), Some("/three"));
+            assert_eq!(text(&kept_env, "HTTP_HOST").as_deref(), Some("a"));
+            assert_eq!(text(&env, "HTTP_HOST"), None);
+
+            // Changed by the application (then let go): not reused, and
+            // nothing it added reaches the next request.
+            env.set_item("app.key", "x").unwrap();
+            release(py, env, &kept);
+            let env = build(py, template, &plain("/five", &[host]), peer, &kept, &info).unwrap();
+            assert_eq!(copies(), before + 2, "copied");
+            assert_eq!(text(&env, "app.key"), None);
+
+            // Found while kept for the next request (`gc.get_objects()`) and
+            // held: left to its finder, unchanged.
+            release(py, env, &kept);
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            let found = {
+                let reuse = made.reuse.get(py).borrow();
+                reuse.spare.as_ref().unwrap().0.clone_ref(py).into_bound(py)
+            };
+            let env = build(py, template, &plain("/six", &[]), peer, &kept, &info).unwrap();
+            assert_eq!(copies(), before + 3, "copied");
+            assert!(!env.is(&found));
+            assert_eq!(text(&found, "PATH_INFO").as_deref(), Some("/five"));
+            assert_eq!(text(&env, "PATH_INFO").as_deref(), Some("/six"));
+
+            // Found, changed and let go while kept: not reused either.
+            release(py, env, &kept);
+            let found = {
+                let reuse = made.reuse.get(py).borrow();
+                reuse.spare.as_ref().unwrap().0.clone_ref(py).into_bound(py)
+            };
+            found.del_item("PATH_INFO").unwrap();
+            drop(found);
+            let env = build(py, template, &plain("/seven", &[]), peer, &kept, &info).unwrap();
+            assert_eq!(copies(), before + 4, "copied");
+            assert_eq!(text(&env, "PATH_INFO").as_deref(), Some("/seven"));
         });
     }
 

@@ -27,7 +27,7 @@ use super::errors;
 use super::file_wrapper::{FileWrapper, OpenFile};
 use super::input::{self, EmptyInput, Input};
 use super::start_response::{self, StartResponse};
-use crate::http::{InlineHandler, Job, Peer, RequestHead};
+use crate::http::{ConnectionKept, InlineHandler, Job, Peer, RequestHead};
 use crate::supervisor::Scoreboard;
 use crate::wsgi::access_log::{clf_now, AccessFormat, AccessRecord};
 
@@ -397,6 +397,9 @@ pub(crate) struct Call {
     /// `None` for a request without a body: `wsgi.input` was the worker's `EmptyInput`.
     input: Option<Py<Input>>,
     environ: Option<Py<PyDict>>,
+    /// The connection's state, where its environ waits for its next request
+    /// ([`environ::release`]).
+    kept: Arc<ConnectionKept>,
     /// The application's iterable, or what it raised: boxed, the rare error
     /// keeps a call within 128 bytes, so moving one is no `memcpy` call.
     result: Result<Py<PyAny>, Box<PyErr>>,
@@ -503,6 +506,10 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
     };
     let info = &context.listeners[listener];
     let mut environ = None;
+    let stream = match &input {
+        Some(input) => input.as_any(),
+        None => context.empty_input.bind(py).as_any(),
+    };
     let result = environ::build(
         py,
         context.templates[listener].bind(py),
@@ -510,13 +517,9 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         peer,
         &kept,
         info,
+        stream,
     )
     .and_then(|env| {
-        let stream = match &input {
-            Some(input) => input.as_any(),
-            None => context.empty_input.bind(py).as_any(),
-        };
-        env.set_item(intern!(py, "wsgi.input"), stream)?;
         let callable = StartResponse::callable(&start_response);
         let result = context.app.bind(py).call1((&env, callable));
         environ = Some(env.unbind());
@@ -530,6 +533,7 @@ fn begin(py: Python<'_>, context: &WorkerContext, job: Job, inline: bool) -> Opt
         start_response: start_response.unbind(),
         input: input.map(Bound::unbind),
         environ,
+        kept,
         result,
         file: None,
     })
@@ -578,6 +582,7 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
         start_response,
         input,
         environ,
+        kept,
         result,
         file: _,
     } = call;
@@ -630,7 +635,11 @@ fn conclude(py: Python<'_>, context: &WorkerContext, call: Call, outcome: PyResu
     // Let go of the environ and the iterable before the objects they may
     // hold are judged for reuse: a request's `wsgi.input` is in its environ.
     drop(result);
-    drop(environ);
+    if let Some(environ) = environ {
+        let placeholder = context.empty_input.bind(py).as_any();
+        let own = input.as_ref().map(Bound::as_any);
+        environ::release(py, environ, &kept, own, placeholder);
+    }
     start_response::release(py, start_response);
     if let Some(input) = input {
         input::release(py, input);

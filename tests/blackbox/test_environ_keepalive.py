@@ -1,5 +1,9 @@
 """A request's environ does not depend on the requests before it on its connection.
 
+A connection's next request also reuses the last request's environ dict when the
+application neither kept nor changed it, and puts back what the last request changed;
+an environ the application kept stays as it was (the last tests).
+
 A connection's first request leaves the fields a client repeats (``Host``,
 ``User-Agent``, ``Accept*``, ``Sec-Fetch-*``, ...) in the connection's copy of the
 environ template, and a later request sets only those whose value differs and deletes
@@ -115,6 +119,19 @@ SEQUENCES = {
         get(HOST),
         get(HOST, (b"User-Agent", b"u" * 300)),
     ],
+    "methods-and-bodies": [
+        get(HOST, target=b"/a?x=1"),
+        b"POST /form HTTP/1.1\r\nHost: example.test:8000\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1",
+        b"PUT /json?y=2 HTTP/1.1\r\nHost: example.test:8000\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        get(HOST, (b"X-Custom", b"1"), (b"X-Other", b"2")),
+        b"DELETE /b HTTP/1.1\r\nHost: example.test:8000\r\nX-Custom: 3\r\n\r\n",
+        get(HOST),
+        get(HOST, (b"Connection", b"keep-alive"), version=b"HTTP/1.0", target=b"/c?z"),
+        get((b"Connection", b"keep-alive"), version=b"HTTP/1.0", target=b"/d"),
+        get(HOST),
+    ],
     "onto-hyper": [
         get(*BROWSER),
         post_chunked(*BROWSER),
@@ -166,3 +183,48 @@ def test_a_kept_connections_request_has_a_fresh_connections_environ(server, name
             kept.append(environ(wire))
     for i, (request, env) in enumerate(zip(requests, kept, strict=True)):
         assert env == fresh(server.port, request), f"request {i}: {request!r}"
+
+
+@pytest.fixture(scope="module")
+def kept_server():
+    running = start_ferrule("apps.environ_kept:app")
+    yield running
+    running.stop()
+    running.log_path.unlink(missing_ok=True)
+
+
+def report(wire: Wire, request: bytes) -> dict:
+    wire.send(request)
+    resp = wire.read_response()
+    assert resp.status == 200, resp
+    return json.loads(resp.body)
+
+
+def test_an_environ_the_application_kept_stays_its_requests(kept_server):
+    with Wire(kept_server.port, timeout=TIMEOUT) as wire:
+        report(wire, get(HOST, (b"X-Tag", b"kept"), target=b"/keep?k=1"))
+        for i in range(3):
+            report(wire, get(HOST, (b"X-Tag", f"later-{i}".encode()), target=b"/later?n=2"))
+        got = report(wire, get(HOST, target=b"/report"))
+    assert got["kept"] == {"PATH_INFO": "/keep", "QUERY_STRING": "k=1", "HTTP_X_TAG": "kept"}
+    assert got["own"] == {
+        "PATH_INFO": "/report",
+        "QUERY_STRING": "",
+        "HTTP_X_TAG": None,
+        "app.added": None,
+    }
+
+
+def test_what_the_application_changed_in_its_environ_reaches_no_later_request(kept_server):
+    with Wire(kept_server.port, timeout=TIMEOUT) as wire:
+        report(wire, get(HOST, (b"X-Tag", b"1"), target=b"/change?c=1"))
+        got = report(wire, get(HOST, target=b"/report"))
+        again = report(wire, get(HOST, target=b"/report?r=2"))
+    assert got["own"] == {
+        "PATH_INFO": "/report",
+        "QUERY_STRING": "",
+        "HTTP_X_TAG": None,
+        "app.added": None,
+    }
+    assert again["own"]["QUERY_STRING"] == "r=2"
+    assert again["own"]["app.added"] is None
