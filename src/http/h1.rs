@@ -718,7 +718,12 @@ async fn respond<S: AsyncWrite + Unpin>(
             // incomplete.
             let whole = data.len() as u64 >= n;
             let data = &data[..data.len().min(n as usize)];
-            write_all(io, &mut [out, data]).await?;
+            if data.len() <= COPIED_INTO_HEAD {
+                out.extend_from_slice(data);
+                write_all(io, &mut [out]).await?;
+            } else {
+                write_all(io, &mut [out, data]).await?;
+            }
             whole
         }
         _ => send_body(io, &mut body, framing, out).await?,
@@ -729,6 +734,10 @@ async fn respond<S: AsyncWrite + Unpin>(
     }
     Ok(complete && !close)
 }
+
+/// The largest whole body [`respond`] copies after the head, in bytes: the
+/// response goes out in one plain write, not a vectored one.
+const COPIED_INTO_HEAD: usize = 1024;
 
 /// The largest field lines buffer a connection keeps for its next response,
 /// in bytes: a larger one (a response with many or long fields) is freed.
@@ -875,7 +884,8 @@ async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, parts: &mut [&[u8]]) -> io
     }
 }
 
-/// One vectored write of the first [`SLICES`] of `parts`: bytes written.
+/// One write of the first [`SLICES`] of `parts`: bytes written. A single
+/// part is a plain write (`send(2)`: no vector for the kernel to import).
 ///
 /// The `IoSlice`s live on this poll's stack, only as many as there are
 /// parts: kept in [`write_all`]'s future, they made it (and every future
@@ -885,6 +895,9 @@ fn poll_write_parts<S: AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
     parts: &[&[u8]],
 ) -> Poll<io::Result<usize>> {
+    if let [part] = parts {
+        return Pin::new(io).poll_write(cx, part);
+    }
     let count = parts.len().min(SLICES);
     let mut slices = [MaybeUninit::<IoSlice<'_>>::uninit(); SLICES];
     for (slot, part) in slices.iter_mut().zip(parts) {
