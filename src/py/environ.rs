@@ -102,6 +102,17 @@ pub(crate) fn template(py: Python<'_>, info: &ListenerInfo) -> PyResult<Py<PyDic
     env.set_item("wsgi.run_once", false)?;
     env.set_item("wsgi.input_terminated", true)?;
     env.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    // Untracked by the garbage collector, and so are the copies made of it
+    // (`PyDict_Copy` keeps a copy untracked): `gc.get_objects()` lists
+    // neither the server's templates nor a request's environ, so an
+    // application cannot find and change another connection's. None of the
+    // values here can hold a reference to a dict (strs, ints, bools, the
+    // frozen `wsgi.errors`, an immutable type), so such a dict is in no
+    // cycle; one a request or an application puts a tracked object in is
+    // tracked again by CPython (its cycles are collected as usual).
+    // SAFETY: `env` is a live dict (GIL held); untracking a tracked object
+    // is the public API's documented use.
+    unsafe { ffi::PyObject_GC_UnTrack(env.as_ptr().cast()) };
     Ok(env.unbind())
 }
 
@@ -1038,6 +1049,31 @@ mod tests {
             let host =
                 |env: Bound<'_, PyDict>| env.get_item("HTTP_HOST").unwrap().unwrap().as_ptr();
             assert_eq!(host(again), host(first), "the kept str");
+        });
+    }
+
+    #[test]
+    fn neither_templates_nor_environs_are_listed_by_the_garbage_collector() {
+        Python::with_gil(|py| {
+            let (info, template, peer) = connection_setup(py);
+            let template = template.bind(py);
+            let gc = py.import("gc").unwrap();
+            let tracked = |d: &Bound<'_, PyDict>| -> bool {
+                gc.call_method1("is_tracked", (d,))
+                    .unwrap()
+                    .extract()
+                    .unwrap()
+            };
+            assert!(!tracked(template));
+            let kept = ConnectionKept::new();
+            let head = RequestHead::from_lines("/p", &[("Host", b"a")]);
+            let env = build(py, template, &head, peer, &kept, &info).unwrap();
+            assert!(!tracked(&env), "a request's environ");
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            assert!(!tracked(made.env.bind(py)), "the connection's template");
+            // A tracked value makes it tracked again: its cycles are collected.
+            env.set_item("app.list", vec![1]).unwrap();
+            assert!(tracked(&env));
         });
     }
 
