@@ -88,16 +88,20 @@ def use_kept(environ, start_response):
     return report(start_response, data)
 
 
-def weak_write(environ, start_response):
-    write = start_response("200 OK", TEXT)
-    kept = slot(environ)
-    kept["ref"] = weakref.ref(write)
-    kept["finalized"] = False
+def watch_weakly(kept: dict, prefix: str, target) -> None:
+    """Keep a weak reference to ``target`` in ``kept``, and note there when it is finalized."""
+    kept[f"{prefix}ref"] = weakref.ref(target)
+    kept[f"{prefix}finalized"] = False
 
     def finalized():
-        kept["finalized"] = True
+        kept[f"{prefix}finalized"] = True
 
-    weakref.finalize(write, finalized)
+    weakref.finalize(target, finalized)
+
+
+def weak_write(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    watch_weakly(slot(environ), "", write)
     return [b"weak write"]
 
 
@@ -113,14 +117,7 @@ def check_weak(environ, start_response):
 
 
 def weak_start_response(environ, start_response):
-    kept = slot(environ)
-    kept["sr_ref"] = weakref.ref(start_response)
-    kept["sr_finalized"] = False
-
-    def finalized():
-        kept["sr_finalized"] = True
-
-    weakref.finalize(start_response, finalized)
+    watch_weakly(slot(environ), "sr_", start_response)
     start_response("200 OK", TEXT)
     return [b"weak start_response"]
 
