@@ -213,10 +213,40 @@ impl Dispatch {
         head: &RequestHead,
         length: Option<u64>,
     ) -> Result<(), Box<Response<ResponseBody>>> {
+        let counts = super::framing::FieldCounts::of(head);
+        self.check_counted(head, length, &counts, true)
+    }
+
+    /// [`Dispatch::check`] for a head ferrule's exchange parsed: `counts` as
+    /// it counted them, `length` its `Content-Length` (0 without one), and no
+    /// field line over `--limit-request-field-size` (the exchange measured
+    /// each raw line, which is never shorter than the line checked here).
+    ///
+    /// # Errors
+    ///
+    /// As [`Dispatch::check`].
+    pub(crate) fn check_plain(
+        &self,
+        head: &RequestHead,
+        length: u64,
+        counts: super::framing::FieldCounts,
+    ) -> Result<(), Box<Response<ResponseBody>>> {
+        debug_assert_eq!(counts, super::framing::FieldCounts::of(head));
+        self.check_counted(head, Some(length), &counts, false)
+    }
+
+    /// [`Dispatch::check`] with the fields counted; `field_sizes`: whether
+    /// to check each field line against `--limit-request-field-size`.
+    fn check_counted(
+        &self,
+        head: &RequestHead,
+        length: Option<u64>,
+        counts: &super::framing::FieldCounts,
+        field_sizes: bool,
+    ) -> Result<(), Box<Response<ResponseBody>>> {
         // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
         // code to any HTTP/1.1 request message that lacks a Host header field and
         // to any request message that contains more than one Host header field".
-        let counts = super::framing::FieldCounts::of(head);
         let hosts = counts.hosts;
         if hosts > 1 || (hosts == 0 && head.version == Version::HTTP_11) {
             return Err(Box::new(error_response(
@@ -224,14 +254,17 @@ impl Dispatch {
                 "HTTP/1.1 requests need exactly one Host field (RFC 9112 section 3.2)",
             )));
         }
-        let checked = self.limits.check_head(head).and_then(|()| match length {
-            Some(length) => self.limits.check_body_length(length),
-            None => Ok(()),
-        });
+        let checked = self
+            .limits
+            .check_head(head, field_sizes)
+            .and_then(|()| match length {
+                Some(length) => self.limits.check_body_length(length),
+                None => Ok(()),
+            });
         if let Err(refused) = checked {
             return Err(Box::new(error_response(refused.status, &refused.message)));
         }
-        if let Err((status, why)) = super::framing::check_counted(head, &counts) {
+        if let Err((status, why)) = super::framing::check_counted(head, counts) {
             return Err(Box::new(error_response(status, &why)));
         }
         Ok(())

@@ -62,6 +62,6 @@ pub fn request_head(data: &[u8]) {
         vars.path_info.len() <= target.len(),
         "decoding never lengthens a path"
     );
-    let _ = Limits::default().check_head(&parts);
+    let _ = Limits::default().check_head(&parts, true);
     let _ = framing::check(&parts);
 }

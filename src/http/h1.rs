@@ -130,6 +130,9 @@ struct Head {
     head_method: bool,
     method: (usize, usize),
     target: (usize, usize),
+    /// Its `Host` and `Content-Type` fields, counted as they were parsed
+    /// (a plain head has no `Transfer-Encoding`).
+    counts: super::framing::FieldCounts,
 }
 
 enum Parsed {
@@ -230,7 +233,11 @@ where
         // captured) was copied.
         let reply = {
             let exchange = std::pin::pin!(async {
-                match cx.dispatch.check(&request, Some(head.body as u64)) {
+                // The counts parse took; the field sizes `lines_ok` judged.
+                match cx
+                    .dispatch
+                    .check_plain(&request, head.body as u64, head.counts)
+                {
                     Err(refused) => Reply::from(*refused),
                     Ok(()) => match read_body(&mut io, &mut buf, head.body, body_timeout).await {
                         Ok(body) => {
@@ -548,6 +555,7 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
         head_method: method == "HEAD",
         method: span(method.as_bytes()),
         target: span(target.as_bytes()),
+        counts: super::framing::FieldCounts::default(),
     };
     let mut length = None;
     let mut persistence = super::framer::Persistence::default();
@@ -558,9 +566,11 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
             name: span(name),
             value: span(field.value),
         });
-        // Only four names matter here; their lengths tell them apart cheaply
+        // Only six names matter here; their lengths tell them apart cheaply
         // (and rule out a name too long for hyper).
         match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => head.counts.hosts += 1,
+            12 if name.eq_ignore_ascii_case(b"content-type") => head.counts.content_types += 1,
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 if length.is_some() {
                     return Parsed::Hyper;
@@ -1100,6 +1110,26 @@ fn push_date(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_counts_the_fields_the_head_check_counts() {
+        use crate::http::framing::FieldCounts;
+        for text in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.0\r\nhOsT: a\r\nHOST: b\r\nX-Host: c\r\nHosts: d\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: x\r\ncontent-type: y\r\n\
+              Content-Length: 0\r\nContent-Types: z\r\n\r\n",
+        ] {
+            let mut spans = Vec::new();
+            let Parsed::Plain(head) = parse(text, MAX_FIELDS, 1 << 20, &mut spans) else {
+                panic!("plain: {text:?}");
+            };
+            let bytes = Bytes::copy_from_slice(&text[..head.len]);
+            let request = build(bytes, &head, &spans).unwrap();
+            assert_eq!(head.counts, FieldCounts::of(&request), "{text:?}");
+        }
+    }
 
     /// The rule [`lines_ok`] stands for: no empty line before the request
     /// line, and a CR before every LF.

@@ -74,12 +74,14 @@ impl Limits {
         (line + 2 + fields * (field + 2) + 2).clamp(16 * 1024, 16 * 1024 * 1024)
     }
 
-    /// Check a parsed request head against the line and field limits.
+    /// Check a parsed request head against the line and field limits; each
+    /// field line's size only if `field_sizes` (a caller that measured the
+    /// raw lines already passes false).
     ///
     /// # Errors
     ///
     /// A [`LimitError`] with 414 (request line) or 431 (a field line).
-    pub fn check_head(&self, head: &RequestHead) -> Result<(), LimitError> {
+    pub fn check_head(&self, head: &RequestHead, field_sizes: bool) -> Result<(), LimitError> {
         if self.request_line > 0 {
             // The request-target as sent: the whole URI in absolute-form.
             let target = match head.uri.scheme() {
@@ -111,7 +113,7 @@ impl Limits {
                 ),
             });
         }
-        if self.field_size > 0 {
+        if field_sizes && self.field_size > 0 {
             for (name, value) in head.fields() {
                 // The field line as gunicorn counts it: `name: value` and its CRLF.
                 let size = name.len() + 2 + value.len() + 2;
@@ -173,9 +175,11 @@ mod tests {
             ..Limits::default()
         };
         // "GET " + 17 + " HTTP/1.1" = 30
-        assert!(limits.check_head(&parts("/aaaaaaaaaaaaaaaa", &[])).is_ok());
+        assert!(limits
+            .check_head(&parts("/aaaaaaaaaaaaaaaa", &[]), true)
+            .is_ok());
         let err = limits
-            .check_head(&parts("/aaaaaaaaaaaaaaaaa", &[]))
+            .check_head(&parts("/aaaaaaaaaaaaaaaaa", &[]), true)
             .unwrap_err();
         assert_eq!(err.status, StatusCode::URI_TOO_LONG);
         assert!(err.message.contains("--limit-request-line 30"));
@@ -184,7 +188,7 @@ mod tests {
             ..Limits::default()
         };
         assert!(unlimited
-            .check_head(&parts(&format!("/{}", "a".repeat(9000)), &[]))
+            .check_head(&parts(&format!("/{}", "a".repeat(9000)), &[]), true)
             .is_ok());
     }
 
@@ -196,23 +200,30 @@ mod tests {
             ..Limits::default()
         };
         let two = [("a", "1".to_owned()), ("b", "2".to_owned())];
-        assert!(limits.check_head(&parts("/", &two)).is_ok());
+        assert!(limits.check_head(&parts("/", &two), true).is_ok());
         let three = [
             ("a", "1".to_owned()),
             ("b", "2".to_owned()),
             ("c", "3".to_owned()),
         ];
         assert_eq!(
-            limits.check_head(&parts("/", &three)).unwrap_err().status,
+            limits
+                .check_head(&parts("/", &three), true)
+                .unwrap_err()
+                .status,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
         // "x-long: " is 8 bytes and CRLF 2; 10 more is exactly 20.
         assert!(limits
-            .check_head(&parts("/", &[("x-long", "a".repeat(10))]))
+            .check_head(&parts("/", &[("x-long", "a".repeat(10))]), true)
             .is_ok());
         let err = limits
-            .check_head(&parts("/", &[("x-long", "a".repeat(11))]))
+            .check_head(&parts("/", &[("x-long", "a".repeat(11))]), true)
             .unwrap_err();
+        // A caller that measured the raw field lines already skips them.
+        assert!(limits
+            .check_head(&parts("/", &[("x-long", "a".repeat(11))]), false)
+            .is_ok());
         assert!(
             err.message.contains("x-long") && err.message.contains("21 bytes"),
             "{}",
