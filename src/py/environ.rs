@@ -307,13 +307,16 @@ impl<'py> Changes<'py> {
         Ok(())
     }
 
-    /// Whether this request changed `key`.
+    /// Whether this request changed `key`: the same `str` first (the
+    /// interned keys, nearly every one), then an equal one (a field's key,
+    /// made per request).
     fn changed(&self, key: &Bound<'py, PyString>) -> bool {
         let py = key.py();
-        self.keys.iter().any(|k| {
-            let k = k.bind(py);
-            k.is(key) || k.as_any().eq(key).unwrap_or(false)
-        })
+        self.keys.iter().any(|k| k.bind(py).is(key))
+            || self
+                .keys
+                .iter()
+                .any(|k| k.bind(py).as_any().eq(key).unwrap_or(false))
     }
 }
 
