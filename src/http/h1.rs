@@ -726,7 +726,7 @@ async fn respond<S: AsyncWrite + Unpin>(
             // The usual case: head and body in one write. Bytes past the
             // length are cut off; a body short of it leaves the message
             // incomplete.
-            let whole = data.len() as u64 >= n;
+            let full_length = data.len() as u64 >= n;
             let data = &data[..data.len().min(n as usize)];
             if data.len() <= COPIED_INTO_HEAD {
                 out.extend_from_slice(data);
@@ -734,7 +734,7 @@ async fn respond<S: AsyncWrite + Unpin>(
             } else {
                 write_all(io, &mut [out, data]).await?;
             }
-            whole
+            full_length
         }
         _ => send_body(io, &mut body, framing, out).await?,
     };

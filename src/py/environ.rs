@@ -241,10 +241,7 @@ pub(crate) fn release(
         return;
     };
     let env = env.into_bound(py);
-    if address != env.as_ptr() as usize
-        || env.get_refcnt() != 1
-        || version_of(&env) != Some(version)
-    {
+    if address != env.as_ptr() as usize || !as_left(&env, version) {
         return;
     }
     if input.is_some()
@@ -276,6 +273,20 @@ fn version_of(dict: &Bound<'_, PyDict>) -> Option<u64> {
     }
 }
 
+/// Whether `env` is as the server left it at `version`: nothing but the
+/// caller's reference holds it and its version tag is unchanged ([`Reuse`]).
+fn as_left(env: &Bound<'_, PyDict>, version: u64) -> bool {
+    env.get_refcnt() == 1 && version_of(env) == Some(version)
+}
+
+/// Delete `key` from `dict` if it has it.
+fn delete_if_present(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<()> {
+    if dict.contains(key)? {
+        dict.del_item(key)?;
+    }
+    Ok(())
+}
+
 /// A request's writes to its environ, and the keys they change from the
 /// connection's template (to put back before a later request's, [`Reuse`]).
 struct Changes<'py> {
@@ -300,9 +311,7 @@ impl<'py> Changes<'py> {
     /// Delete `key` if the dict has it (a reused one may not: the last
     /// request deleted it too).
     fn delete(&mut self, key: &Bound<'py, PyString>) -> PyResult<()> {
-        if self.dict.contains(key)? {
-            self.dict.del_item(key)?;
-        }
+        delete_if_present(&self.dict, key)?;
         self.keys.push(key.clone().unbind());
         Ok(())
     }
@@ -498,7 +507,7 @@ impl Connection {
             let env = env.into_bound(py);
             // One found (`gc.get_objects()`) and held or changed since it
             // was kept is left to its finder.
-            if env.get_refcnt() == 1 && version_of(&env) == Some(version) {
+            if as_left(&env, version) {
                 return Ok((env, keys));
             }
         }
@@ -523,8 +532,7 @@ impl Connection {
             }
             match template.get_item(key)? {
                 Some(value) => env.dict.set_item(key, value)?,
-                None if env.dict.contains(key)? => env.dict.del_item(key)?,
-                None => {}
+                None => delete_if_present(&env.dict, key)?,
             }
         }
         Ok(())
@@ -950,10 +958,12 @@ mod tests {
             // held: left to its finder, unchanged.
             release(py, env, &kept);
             let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
-            let found = {
+            // The dict kept for the next request, as one who found it holds it.
+            let find = || {
                 let reuse = made.reuse.get(py).borrow();
                 reuse.spare.as_ref().unwrap().0.clone_ref(py).into_bound(py)
             };
+            let found = find();
             let env = build(py, template, &plain("/six", &[]), peer, &kept, &info).unwrap();
             assert_eq!(copies(), before + 3, "copied");
             assert!(!env.is(&found));
@@ -962,10 +972,7 @@ mod tests {
 
             // Found, changed and let go while kept: not reused either.
             release(py, env, &kept);
-            let found = {
-                let reuse = made.reuse.get(py).borrow();
-                reuse.spare.as_ref().unwrap().0.clone_ref(py).into_bound(py)
-            };
+            let found = find();
             found.del_item("PATH_INFO").unwrap();
             drop(found);
             let env = build(py, template, &plain("/seven", &[]), peer, &kept, &info).unwrap();
