@@ -99,6 +99,13 @@ def watch_weakly(kept: dict, prefix: str, target) -> None:
     weakref.finalize(target, finalized)
 
 
+def watched(kept: dict, prefix: str):
+    """What :func:`watch_weakly` kept under ``prefix``: the target if it is alive, and the
+    report's ``alive`` and ``finalized`` entries."""
+    target = kept[f"{prefix}ref"]()
+    return target, {"alive": target is not None, "finalized": kept[f"{prefix}finalized"]}
+
+
 def weak_write(environ, start_response):
     write = start_response("200 OK", TEXT)
     watch_weakly(slot(environ), "", write)
@@ -106,13 +113,8 @@ def weak_write(environ, start_response):
 
 
 def check_weak(environ, start_response):
-    kept = slot(environ)
-    target = kept["ref"]()
-    data = {
-        "alive": target is not None,
-        "finalized": kept["finalized"],
-        "is_this_write": target is not None and target.__self__ is owner(start_response),
-    }
+    target, data = watched(slot(environ), "")
+    data["is_this_write"] = target is not None and target.__self__ is owner(start_response)
     return report(start_response, data)
 
 
@@ -123,14 +125,9 @@ def weak_start_response(environ, start_response):
 
 
 def check_weak_start_response(environ, start_response):
-    kept = slot(environ)
-    target = kept["sr_ref"]()
-    data = {
-        "alive": target is not None,
-        "finalized": kept["sr_finalized"],
-        "is_this": target is start_response,
-        "call": attempt(target, "200 OK", []) if target is not None else None,
-    }
+    target, data = watched(slot(environ), "sr_")
+    data["is_this"] = target is start_response
+    data["call"] = attempt(target, "200 OK", []) if target is not None else None
     return report(start_response, data)
 
 
