@@ -243,9 +243,21 @@ where
                         Ok(body) => {
                             let body = RequestBody::Buffered(body);
                             let lines = std::mem::take(&mut lines_buffer);
-                            cx.dispatch
+                            // A turn past its budget ends before this call.
+                            super::turn::admit(received).await;
+                            let reply = cx
+                                .dispatch
                                 .submit(cx.origin, request, body, received, lines)
-                                .await
+                                .await;
+                            // A whole body goes out with the rest of the
+                            // loop's turn (`turn`: inline only).
+                            if matches!(
+                                reply.body,
+                                ResponseBody::Full(_) | ResponseBody::Small | ResponseBody::Empty
+                            ) {
+                                super::turn::wait(received).await;
+                            }
+                            reply
                         }
                         Err(refused) => refused.into(),
                     },

@@ -23,6 +23,7 @@ pub mod reply;
 pub mod sendfile;
 pub mod server;
 pub mod tls;
+pub mod turn;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{ConnectionKept, Dispatch, InlineHandler, Job, Origin, RequestBody};

@@ -178,7 +178,13 @@ impl Server {
         builder.enable_all();
         if inline {
             builder
-                .on_thread_park(loop_gil::release)
+                .on_thread_park(|| {
+                    // Responses that waited for the end of the turn go now;
+                    // the loop then runs them instead of parking.
+                    if !http::turn::end() {
+                        loop_gil::release();
+                    }
+                })
                 .on_thread_unpark(loop_gil::reacquire);
         }
         let runtime = builder.build()?;
@@ -297,6 +303,7 @@ impl Server {
         };
         let outcome = if inline {
             let _holding = loop_gil::Holding::start(py);
+            let _turns = http::turn::Active::start();
             serve()
         } else {
             py.allow_threads(serve)

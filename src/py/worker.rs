@@ -223,10 +223,24 @@ pub(crate) fn inline_handler(
                 mark_busy(board, *worker, slot, &job.head);
             }
             let mut pending = None;
+            let mut iterated = false;
             if let Some(mut call) = begin(py, &context, job, true) {
                 match call.inline_plan(py) {
                     Plan::Finish => complete(py, &context, call),
-                    Plan::Iterate => pending = Some(call),
+                    Plan::Iterate => {
+                        // The first item now, as the other paths send theirs:
+                        // a task spawned for it would wait behind every
+                        // connection already queued, and its reply with it
+                        // (a framework's one-item iterable then answered a
+                        // turn of the loop late, some connections more often
+                        // than others).
+                        iterated = true;
+                        let mut iteration = Iteration::new(py, call);
+                        match iteration.step(py, &context, slot) {
+                            Step::Done => {}
+                            step => pending = Some((iteration, step)),
+                        }
+                    }
                     Plan::HandOff => {
                         if let Err(unsent) = handoff.send(call) {
                             // No worker thread is left (shutting down): finish here.
@@ -235,17 +249,16 @@ pub(crate) fn inline_handler(
                     }
                 }
             }
-            if let Some((board, worker)) = &context.board {
-                if pending.is_some() {
-                    board.pause(*worker, slot);
-                } else {
-                    board.end(*worker, slot);
-                }
+            // An iteration's step marks the scoreboard itself.
+            if let (Some((board, worker)), false) = (&context.board, iterated) {
+                board.end(*worker, slot);
             }
-            if let Some(call) = pending {
+            if let Some((iteration, step)) = pending {
+                // The rest after the connection had its turn to write what
+                // this step sent (it runs before the spawned task).
                 context
                     .runtime
-                    .spawn(iterate_inline(context.clone(), call, slot));
+                    .spawn(iterate_inline(context.clone(), iteration, step, slot));
             }
         });
     })
@@ -253,23 +266,25 @@ pub(crate) fn inline_handler(
 
 /// Send the rest of an inline response, one item of the application's
 /// iterable per turn of the event loop, then `close()` it and end the
-/// response (see [`inline_handler`]).
-async fn iterate_inline(context: Arc<WorkerContext>, call: Call, slot: usize) {
-    let start_response = Python::with_gil(|py| call.start_response.clone_ref(py));
-    let mut iteration = Iteration {
-        call: Some(call),
-        iterator: None,
-        start_response,
-    };
+/// response (see [`inline_handler`]); `step` is what the last step asked for.
+async fn iterate_inline(
+    context: Arc<WorkerContext>,
+    mut iteration: Iteration,
+    mut step: Step,
+    slot: usize,
+) {
+    let mut first = true;
     loop {
-        let step = Python::with_gil(|py| iteration.step(py, &context, slot));
         match step {
             Step::Done => return,
             // The client is slow: wait for room without holding anything else.
             Step::Wait(tx) => drop(tx.reserve().await),
+            Step::Next if first => {}
             // Let the connection write this block before the next is made.
             Step::Next => tokio::task::yield_now().await,
         }
+        first = false;
+        step = Python::with_gil(|py| iteration.step(py, &context, slot));
     }
 }
 
@@ -283,6 +298,7 @@ struct Iteration {
     iterator: Option<Py<pyo3::types::PyIterator>>,
 }
 
+/// What an iteration's step leaves to do.
 enum Step {
     Done,
     Wait(tokio::sync::mpsc::Sender<Result<Bytes, crate::http::BodyError>>),
@@ -290,6 +306,14 @@ enum Step {
 }
 
 impl Iteration {
+    fn new(py: Python<'_>, call: Call) -> Iteration {
+        Iteration {
+            start_response: call.start_response.clone_ref(py),
+            call: Some(call),
+            iterator: None,
+        }
+    }
+
     /// Take one item of the iterable and send it; at the end (or on an
     /// error), call `close()` and finish the response.
     fn step(&mut self, py: Python<'_>, context: &WorkerContext, slot: usize) -> Step {
