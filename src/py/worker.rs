@@ -279,6 +279,10 @@ async fn iterate_inline(
             Step::Done => return,
             // The client is slow: wait for room without holding anything else.
             Step::Wait(tx) => drop(tx.reserve().await),
+            // No wait before the first: the connection's task was running
+            // when this one was spawned, and has written what the handler's
+            // step sent, or holds a whole body for the end of the turn
+            // (`crate::http::turn`), before this task runs.
             Step::Next if first => {}
             // Let the connection write this block before the next is made.
             Step::Next => tokio::task::yield_now().await,
