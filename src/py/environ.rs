@@ -154,7 +154,8 @@ pub(crate) fn build<'py>(
     let vars = RequestVars::new(head, root_path);
     let connection = Connection::of(py, template, peer, kept, &vars)?;
     let (env, stale) = connection.take_environ(py)?;
-    let mut env = Changes::new(env);
+    let keys = std::mem::take(&mut connection.reuse.get(py).borrow_mut().keys);
+    let mut env = Changes::new(env, keys);
     // The template says GET, no query, HTTP/1.1 ([`template`]): a dict
     // insert is ~130 instructions, three of them a request (issue 5).
     if vars.method != "GET" {
@@ -295,11 +296,10 @@ struct Changes<'py> {
 }
 
 impl<'py> Changes<'py> {
-    fn new(dict: Bound<'py, PyDict>) -> Changes<'py> {
-        Changes {
-            dict,
-            keys: Vec::new(),
-        }
+    /// Changes to `dict`, listed in `keys` (empty; its room is reused).
+    fn new(dict: Bound<'py, PyDict>, keys: Vec<Py<PyString>>) -> Changes<'py> {
+        debug_assert!(keys.is_empty());
+        Changes { dict, keys }
     }
 
     fn set(&mut self, key: &Bound<'py, PyString>, value: impl IntoPyObject<'py>) -> PyResult<()> {
@@ -416,6 +416,10 @@ struct Reuse {
     /// The last request's environ, its version tag as [`release`] left it,
     /// and the keys its request changed.
     spare: Option<(Py<PyDict>, u64, Vec<Py<PyString>>)>,
+    /// An empty list of keys with room, for the next request's [`Changes`]:
+    /// the last request's stale keys' list, emptied by [`Connection::put_back`]
+    /// (no allocation per request that changes a key).
+    keys: Vec<Py<PyString>>,
 }
 
 // `Connection::kept` has a bit for each common field.
@@ -517,15 +521,16 @@ impl Connection {
     }
 
     /// Put each of `stale` (keys the last request on the dict changed) that
-    /// the request of `env` did not change back as the template has it.
+    /// the request of `env` did not change back as the template has it; the
+    /// emptied list is kept for the next request ([`Reuse::keys`]).
     fn put_back(
         &self,
         py: Python<'_>,
         env: &Changes<'_>,
-        stale: Vec<Py<PyString>>,
+        mut stale: Vec<Py<PyString>>,
     ) -> PyResult<()> {
         let template = self.env.bind(py);
-        for key in stale {
+        for key in stale.drain(..) {
             let key = key.bind(py);
             if env.changed(key) {
                 continue;
@@ -534,6 +539,9 @@ impl Connection {
                 Some(value) => env.dict.set_item(key, value)?,
                 None => delete_if_present(&env.dict, key)?,
             }
+        }
+        if stale.capacity() > 0 {
+            self.reuse.get(py).borrow_mut().keys = stale;
         }
         Ok(())
     }
