@@ -26,7 +26,11 @@
 //!
 //! The end of the turn is the runtime's `on_thread_park` hook ([`end`]),
 //! which runs when no task is left to run; on a thread whose runtime lacks
-//! the hook nothing waits ([`Active`]).
+//! the hook nothing waits ([`Active`]). A runtime that always has deferred
+//! work never parks: tokio then polls its driver without calling the hook
+//! (`yield_now`, as a streamed response does between blocks to a client that
+//! keeps up, or a task out of its budget). [`keep`], a task of its own, ends
+//! a turn that is still open [`BUDGET`] after its first response waited.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -50,11 +54,22 @@ struct Turn {
     requests: Vec<Waker>,
     /// When the request of the turn's first waiting response arrived.
     first: Option<Instant>,
+    /// Counts the turns [`end`] ended: [`keep`] ends only the turn it saw begin.
+    ended: u64,
+    /// [`keep`]'s waker while it waits for a turn to begin.
+    keeper: Option<Waker>,
 }
 
 thread_local! {
     static TURN: RefCell<Turn> = const {
-        RefCell::new(Turn { active: false, responses: Vec::new(), requests: Vec::new(), first: None })
+        RefCell::new(Turn {
+            active: false,
+            responses: Vec::new(),
+            requests: Vec::new(),
+            first: None,
+            ended: 0,
+            keeper: None,
+        })
     };
     /// [`end`]'s buffer, empty between turns.
     static WOKEN: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
@@ -91,6 +106,7 @@ pub fn end() -> bool {
     let mut woken = WOKEN.take();
     TURN.with_borrow_mut(|turn| {
         turn.first = None;
+        turn.ended = turn.ended.wrapping_add(1);
         woken.append(&mut turn.responses);
         woken.append(&mut turn.requests);
     });
@@ -100,6 +116,32 @@ pub fn end() -> bool {
     }
     WOKEN.set(woken);
     any
+}
+
+/// End each turn that is still open [`BUDGET`] after its first response
+/// began to wait (module docs): spawn it once on the runtime whose thread
+/// keeps turns. Under load it wakes once per budget, not per request.
+pub async fn keep() {
+    let mut timer = std::pin::pin!(tokio::time::sleep(BUDGET));
+    loop {
+        // Wait for a turn to begin.
+        let turn = std::future::poll_fn(|cx| {
+            TURN.with_borrow_mut(|turn| {
+                if turn.first.is_some() {
+                    Poll::Ready(turn.ended)
+                } else {
+                    turn.keeper = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
+        timer.as_mut().reset(tokio::time::Instant::now() + BUDGET);
+        timer.as_mut().await;
+        if TURN.with_borrow(|now| now.ended == turn) {
+            end();
+        }
+    }
 }
 
 /// Wait for the end of the loop's turn before writing a whole response to
@@ -157,7 +199,12 @@ impl Future for Wait {
                 }
                 over
             } else {
-                turn.first.get_or_insert(received);
+                if turn.first.is_none() {
+                    turn.first = Some(received);
+                    if let Some(keeper) = turn.keeper.take() {
+                        keeper.wake();
+                    }
+                }
                 turn.responses.push(cx.waker().clone());
                 true
             }
@@ -237,6 +284,37 @@ mod tests {
             *order.borrow(),
             ["call 0", "call 1", "write 0", "write 1", "call 2", "call 3", "write 2", "write 3"]
         );
+    }
+
+    #[test]
+    fn a_turn_the_runtime_never_parks_to_end_is_ended_by_the_keeper() {
+        let order = std::rc::Rc::new(RefCell::new(Vec::new()));
+        with_turns(async {
+            let local = tokio::task::LocalSet::new();
+            local.spawn_local(keep());
+            {
+                let order = order.clone();
+                local.spawn_local(async move {
+                    wait(Instant::now()).await;
+                    order.borrow_mut().push("write");
+                });
+            }
+            // A stream to a client that keeps up: a yield per block keeps
+            // deferred work, so the runtime never parks (and never calls the
+            // hook) until it ends.
+            let streaming = {
+                let order = order.clone();
+                local.spawn_local(async move {
+                    let until = Instant::now() + BUDGET * 40;
+                    while Instant::now() < until {
+                        tokio::task::yield_now().await;
+                    }
+                    order.borrow_mut().push("stream over");
+                })
+            };
+            local.run_until(streaming).await.expect("the stream task");
+        });
+        assert_eq!(*order.borrow(), ["write", "stream over"]);
     }
 
     #[test]

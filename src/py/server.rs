@@ -265,6 +265,10 @@ impl Server {
                 if let Some((board, slot)) = mode.board.clone() {
                     tokio::spawn(heartbeat(board, slot, self.stop.clone()));
                 }
+                if inline {
+                    // Ends a turn the runtime never parks to end (`turn`).
+                    tokio::spawn(http::turn::keep());
+                }
                 let mut signals = Signals::new(handle_signals)?;
                 let mut interrupted = None;
                 loop {

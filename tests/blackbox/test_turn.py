@@ -299,24 +299,7 @@ def test_a_streamed_block_reaches_the_client_before_the_next_is_asked_for(server
     assert resp.body == b"first+seen"
 
 
-@pytest.mark.parametrize(
-    "mode_name",
-    [
-        pytest.param(
-            "inline",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "turn::end runs only from on_thread_park; while an inline generator "
-                    "streams to a client that keeps up, iterate_inline's yield_now defers "
-                    "its waker, tokio calls park_yield (no park hook) instead of park, and "
-                    "whole responses on every other connection wait until the stream ends"
-                ),
-            ),
-        ),
-        "threads4",
-    ],
-)
+@pytest.mark.parametrize("mode_name", ["inline", "threads4"])
 def test_whole_responses_are_not_held_while_another_connection_streams(
     ferrule_server, state, mode_name
 ):
