@@ -45,6 +45,11 @@ pub struct RequestVars<'a> {
     /// The [`sketch`] bits two or more field names share: only a name with
     /// one of them can repeat.
     shared: u64,
+    /// Bit i: field line i (of the first 64) is a `Content-Type` or
+    /// `Content-Length` line, which has no `HTTP_` key (rule 2): found by
+    /// [`RequestVars::new`], so [`RequestVars::fields`] need not compare
+    /// its name again.
+    framing: u64,
 }
 
 impl<'a> RequestVars<'a> {
@@ -65,21 +70,22 @@ impl<'a> RequestVars<'a> {
             content_length: None,
             head,
             shared: 0,
+            framing: 0,
         };
         let mut seen = 0u64;
-        for (name, value) in head.fields() {
+        for (i, (name, value)) in head.fields().enumerate() {
             let bit = sketch(name);
             vars.shared |= seen & bit;
             seen |= bit;
             // The first of each (a second Content-Type is refused earlier).
-            match name.len() {
-                12 if name.eq_ignore_ascii_case(b"content-type") => {
-                    vars.content_type = vars.content_type.or(Some(value));
-                }
-                14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    vars.content_length = vars.content_length.or(Some(value));
-                }
-                _ => {}
+            let slot = match name.len() {
+                12 if name.eq_ignore_ascii_case(b"content-type") => &mut vars.content_type,
+                14 if name.eq_ignore_ascii_case(b"content-length") => &mut vars.content_length,
+                _ => continue,
+            };
+            *slot = slot.or(Some(value));
+            if i < 64 {
+                vars.framing |= 1 << i;
             }
         }
         vars
@@ -99,10 +105,14 @@ impl<'a> RequestVars<'a> {
                 if kin && head.fields().take(i).any(|field| same(&field)) {
                     return None; // joined to the first field of its name
                 }
-                if matches!(name.len(), 12 | 14)
-                    && (name.eq_ignore_ascii_case(b"content-type")
-                        || name.eq_ignore_ascii_case(b"content-length"))
-                {
+                let framing = if i < 64 {
+                    self.framing >> i & 1 == 1
+                } else {
+                    matches!(name.len(), 12 | 14)
+                        && (name.eq_ignore_ascii_case(b"content-type")
+                            || name.eq_ignore_ascii_case(b"content-length"))
+                };
+                if framing {
                     return None; // rule 2: no HTTP_ key
                 }
                 let key = http_key(name)?;
@@ -428,6 +438,29 @@ mod tests {
         let p = parts("/", &[]);
         let vars = RequestVars::new(&p, "");
         assert_eq!((vars.content_type, vars.content_length), (None, None));
+    }
+
+    #[test]
+    fn content_fields_get_no_key_wherever_they_are_among_many() {
+        // The lines past the 64th are judged by name, the others by the
+        // bits `new` set: both give rule 2.
+        let names: Vec<String> = (0..70).map(|i| format!("X-Field-{i}")).collect();
+        let mut fields: Vec<(&str, &[u8])> =
+            names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+        fields[3] = ("Content-Length", b"3");
+        fields[40] = ("content-type", b"text/plain");
+        fields[66] = ("CONTENT-TYPE", b"text/html");
+        fields[68] = ("Content-Length", b"4");
+        let head = RequestHead::from_lines("/", &fields);
+        let vars = RequestVars::new(&head, "");
+        assert_eq!(vars.content_type, Some(&b"text/plain"[..]));
+        assert_eq!(vars.content_length, Some(&b"3"[..]));
+        let keys: Vec<String> = vars.fields().map(|(k, _)| k.as_str().to_owned()).collect();
+        assert_eq!(keys.len(), 66);
+        assert!(
+            keys.iter().all(|k| k.starts_with("HTTP_X_FIELD_")),
+            "{keys:?}"
+        );
     }
 
     #[test]
