@@ -273,21 +273,21 @@ async fn iterate_inline(
     mut step: Step,
     slot: usize,
 ) {
-    let mut first = true;
+    // No wait before the first step here: the connection's task was running
+    // when this one was spawned, and has written what the handler's step
+    // sent, or holds a whole body for the end of the turn
+    // (`crate::http::turn`), before this task runs.
+    if matches!(step, Step::Next) {
+        step = Python::with_gil(|py| iteration.step(py, &context, slot));
+    }
     loop {
         match step {
             Step::Done => return,
             // The client is slow: wait for room without holding anything else.
             Step::Wait(tx) => drop(tx.reserve().await),
-            // No wait before the first: the connection's task was running
-            // when this one was spawned, and has written what the handler's
-            // step sent, or holds a whole body for the end of the turn
-            // (`crate::http::turn`), before this task runs.
-            Step::Next if first => {}
             // Let the connection write this block before the next is made.
             Step::Next => tokio::task::yield_now().await,
         }
-        first = false;
         step = Python::with_gil(|py| iteration.step(py, &context, slot));
     }
 }
