@@ -78,10 +78,10 @@ impl<'a> RequestVars<'a> {
             vars.shared |= seen & bit;
             seen |= bit;
             // The first of each (a second Content-Type is refused earlier).
-            let slot = match name.len() {
-                12 if name.eq_ignore_ascii_case(b"content-type") => &mut vars.content_type,
-                14 if name.eq_ignore_ascii_case(b"content-length") => &mut vars.content_length,
-                _ => continue,
+            let slot = match content_field(name) {
+                Some(Content::Type) => &mut vars.content_type,
+                Some(Content::Length) => &mut vars.content_length,
+                None => continue,
             };
             *slot = slot.or(Some(value));
             if i < 64 {
@@ -108,9 +108,7 @@ impl<'a> RequestVars<'a> {
                 let framing = if i < 64 {
                     self.framing >> i & 1 == 1
                 } else {
-                    matches!(name.len(), 12 | 14)
-                        && (name.eq_ignore_ascii_case(b"content-type")
-                            || name.eq_ignore_ascii_case(b"content-length"))
+                    content_field(name).is_some()
                 };
                 if framing {
                     return None; // rule 2: no HTTP_ key
@@ -123,6 +121,22 @@ impl<'a> RequestVars<'a> {
                 let cookie = name.eq_ignore_ascii_case(b"cookie");
                 Some((key, combined(values, if cookie { b"; " } else { b"," })))
             })
+    }
+}
+
+/// The two fields whose values become `CONTENT_TYPE` and `CONTENT_LENGTH`
+/// (rule 2 of the module docs).
+enum Content {
+    Type,
+    Length,
+}
+
+/// Which of the two `name` (any case) is, if either.
+fn content_field(name: &[u8]) -> Option<Content> {
+    match name.len() {
+        12 if name.eq_ignore_ascii_case(b"content-type") => Some(Content::Type),
+        14 if name.eq_ignore_ascii_case(b"content-length") => Some(Content::Length),
+        _ => None,
     }
 }
 
