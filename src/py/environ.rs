@@ -153,9 +153,7 @@ pub(crate) fn build<'py>(
     let (root_path, trusted) = (&info.root_path, &info.trusted);
     let vars = RequestVars::new(head, root_path);
     let connection = Connection::of(py, template, peer, kept, &vars)?;
-    let (env, stale) = connection.take_environ(py)?;
-    let keys = std::mem::take(&mut connection.reuse.get(py).borrow_mut().keys);
-    let mut env = Changes::new(env, keys);
+    let (mut env, stale) = connection.take_environ(py)?;
     // The template says GET, no query, HTTP/1.1 ([`template`]): a dict
     // insert is ~130 instructions, three of them a request (issue 5).
     if vars.method != "GET" {
@@ -499,25 +497,26 @@ impl Connection {
         })
     }
 
-    /// The dict for a new request, and the keys to put back in it
+    /// The dict for a new request, as [`Changes`] listed in the list kept
+    /// for it ([`Reuse::keys`]), and the keys to put back in it
     /// ([`Connection::put_back`]): the last request's environ if it can
     /// serve again ([`Reuse`]), else a copy of the template and none.
-    fn take_environ<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyDict>, Vec<Py<PyString>>)> {
-        let spare = self.reuse.get(py).borrow_mut().spare.take();
-        if let Some((env, version, keys)) = spare {
+    fn take_environ<'py>(&self, py: Python<'py>) -> PyResult<(Changes<'py>, Vec<Py<PyString>>)> {
+        let (spare, keys) = {
+            let mut reuse = self.reuse.get(py).borrow_mut();
+            (reuse.spare.take(), std::mem::take(&mut reuse.keys))
+        };
+        if let Some((env, version, stale)) = spare {
             let env = env.into_bound(py);
             // One found (`gc.get_objects()`) and held or changed since it
             // was kept is left to its finder.
             if as_left(&env, version) {
-                return Ok((env, keys));
+                return Ok((Changes::new(env, keys), stale));
             }
         }
         #[cfg(test)]
         TEMPLATE_COPIES.set(TEMPLATE_COPIES.get() + 1);
-        Ok((self.env.bind(py).copy()?, Vec::new()))
+        Ok((Changes::new(self.env.bind(py).copy()?, keys), Vec::new()))
     }
 
     /// Put each of `stale` (keys the last request on the dict changed) that
