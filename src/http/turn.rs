@@ -235,53 +235,44 @@ mod tests {
         runtime.block_on(future)
     }
 
-    #[test]
-    fn responses_of_one_turn_go_on_together_after_every_ready_task_ran() {
+    /// The order in which `n` requests, ready at once, are called and
+    /// written, the call of request `long` (if any) running past the budget.
+    fn calls_and_writes(n: usize, long: Option<usize>) -> Vec<String> {
         let order = std::rc::Rc::new(RefCell::new(Vec::new()));
         with_turns(async {
             let local = tokio::task::LocalSet::new();
-            for n in 0..3 {
+            for i in 0..n {
                 let order = order.clone();
                 local.spawn_local(async move {
                     let received = Instant::now();
                     admit(received).await;
-                    order.borrow_mut().push(format!("call {n}"));
+                    order.borrow_mut().push(format!("call {i}"));
+                    if long == Some(i) {
+                        std::thread::sleep(BUDGET * 2);
+                    }
                     wait(received).await;
-                    order.borrow_mut().push(format!("write {n}"));
+                    order.borrow_mut().push(format!("write {i}"));
                 });
             }
             local.await;
         });
+        order.take()
+    }
+
+    #[test]
+    fn responses_of_one_turn_go_on_together_after_every_ready_task_ran() {
         assert_eq!(
-            *order.borrow(),
+            calls_and_writes(3, None),
             ["call 0", "call 1", "call 2", "write 0", "write 1", "write 2"]
         );
     }
 
     #[test]
     fn past_the_budget_the_turn_ends_and_the_requests_left_go_first_in_the_next() {
-        let order = std::rc::Rc::new(RefCell::new(Vec::new()));
-        with_turns(async {
-            let local = tokio::task::LocalSet::new();
-            for n in 0..4 {
-                let order = order.clone();
-                local.spawn_local(async move {
-                    let received = Instant::now();
-                    admit(received).await;
-                    order.borrow_mut().push(format!("call {n}"));
-                    if n == 1 {
-                        // A long application call: the turn runs past the budget.
-                        std::thread::sleep(BUDGET * 2);
-                    }
-                    wait(received).await;
-                    order.borrow_mut().push(format!("write {n}"));
-                });
-            }
-            local.await;
-        });
-        // Calls 2 and 3 wait for the next turn, and come before its writes.
+        // Call 1 runs past the budget: calls 2 and 3 wait for the next turn,
+        // and come before its writes.
         assert_eq!(
-            *order.borrow(),
+            calls_and_writes(4, Some(1)),
             ["call 0", "call 1", "write 0", "write 1", "call 2", "call 3", "write 2", "write 3"]
         );
     }

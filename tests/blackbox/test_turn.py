@@ -161,6 +161,19 @@ def check(resp: Response, want: Case, where: str) -> None:
         assert resp.header(want.header[0]) == want.header[1], (where, resp.headers)
 
 
+def read_in_order_until_closed(wire: Wire, wants: list[Case], k: int) -> int:
+    """Read the responses to pipelined `wants` (connection `k`) until the server closes:
+    each whole and in order, nothing partial left. Returns how many came."""
+    for i, want in enumerate(wants):
+        try:
+            resp = wire.read_response()
+        except EOFError:
+            assert wire.buf == b"", (k, i, wire.buf[:200])
+            return i
+        check(resp, want, f"connection {k} request {i}")
+    return len(wants)
+
+
 def token() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -396,16 +409,8 @@ def test_sigterm_while_pipelined_responses_wait(ferrule_server, state, mode):
     server.proc.send_signal(signal.SIGTERM)
     try:
         assert slow.read_response().body == b"slept:stop"
-        answered = 0
         for k, (wire, wants) in enumerate(conns):
-            for i, want in enumerate(wants):
-                try:
-                    resp = wire.read_response()
-                except EOFError:
-                    assert wire.buf == b"", (k, i, wire.buf[:200])
-                    break
-                check(resp, want, f"connection {k} request {i}")
-                answered += 1
+            read_in_order_until_closed(wire, wants, k)
         assert server.proc.wait(TIMEOUT) == 0, server.log()
     finally:
         slow.close()
@@ -424,18 +429,9 @@ def test_max_requests_recycles_with_whole_responses_waiting(ferrule_server, stat
         wants = [
             case(["list", "flask", "chunks", "empty"][i % 4], tok, k * 100 + i) for i in range(8)
         ]
-        got = 0
         with Wire(server.port, timeout=TIMEOUT) as wire:
             wire.send(b"".join(w.raw for w in wants))
-            for i, want in enumerate(wants):
-                try:
-                    resp = wire.read_response()
-                except EOFError:
-                    assert wire.buf == b"", (k, i, wire.buf[:200])
-                    break
-                check(resp, want, f"connection {k} request {i}")
-                got += 1
-        return got
+            return read_in_order_until_closed(wire, wants, k)
 
     with ThreadPoolExecutor(20) as ex:
         got = list(ex.map(client, range(20)))
