@@ -7,12 +7,13 @@
 #        SERVER=fastwsgi benchmarks/callgrind.sh ...  count a peer instead: fastwsgi or bjoern
 #                                                     (benchmarks/.venv), limit (hyper, no
 #                                                     Python) or raw (httparse, no hyper)
+#        URLPATH=/api/items benchmarks/callgrind.sh flask_app ...  load another path than /
 #        VALGRIND_ARGS=--cache-sim=yes benchmarks/callgrind.sh ...  also count cache misses
 #                                                     (I1mr, D1mr, ... in callgrind_annotate)
 #
 # Serves benchmarks/apps/MODULE.py with ferrule.serve() (one thread: the inline path)
 # under valgrind, loads it with wrk for 3 s untimed, then counts instructions over
-# 6 s of `wrk -t1 -c64 GET /`. Prints the total, the requests (calls of
+# 6 s of `wrk -t1 -c64 GET $URLPATH`. Prints the total, the requests (calls of
 # worker::begin; for a peer, the requests wrk counted) and their ratio; `callgrind_annotate --inclusive=yes OUT.1` shows
 # where they go. Instruction counts do not depend on other load on the machine, but
 # the total varies by 1 to 2% from run to run (how many requests each turn of the
@@ -22,7 +23,7 @@ set -euo pipefail
 MODULE=${1:-hello}
 OUT=${2:-/tmp/ferrule.callgrind}
 PORT=${PORT:-18231}
-URL=http://127.0.0.1:$PORT/
+URL=http://127.0.0.1:$PORT${URLPATH:-/}
 FIELDS=()
 if [ -n "${BROWSER:-}" ]; then
     FIELDS=(

@@ -18,6 +18,7 @@
 
 use http::{Method, StatusCode};
 
+use super::head::name_is;
 use super::RequestHead;
 
 /// Codings a request may carry before its final `chunked` (RFC 9112 §7).
@@ -58,11 +59,9 @@ impl FieldCounts {
         let mut counts = FieldCounts::default();
         for (name, _) in head.fields() {
             let count = match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => &mut counts.hosts,
-                12 if name.eq_ignore_ascii_case(b"content-type") => &mut counts.content_types,
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                    &mut counts.transfer_encodings
-                }
+                4 if name_is(name, b"host") => &mut counts.hosts,
+                12 if name_is(name, b"content-type") => &mut counts.content_types,
+                17 if name_is(name, b"transfer-encoding") => &mut counts.transfer_encodings,
                 _ => continue,
             };
             *count += 1;

@@ -72,7 +72,7 @@ use tokio::time::Instant;
 
 use super::dispatch::{failure_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
-use super::head::FieldSpan;
+use super::head::{name_is, FieldSpan};
 use super::{
     Dispatch, FieldLines, Limits, Origin, Reply, ReplyExtra, RequestBody, RequestHead, ResponseBody,
 };
@@ -581,9 +581,9 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
         // Only six names matter here; their lengths tell them apart cheaply
         // (and rule out a name too long for hyper).
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => head.counts.hosts += 1,
-            12 if name.eq_ignore_ascii_case(b"content-type") => head.counts.content_types += 1,
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            4 if name_is(name, b"host") => head.counts.hosts += 1,
+            12 if name_is(name, b"content-type") => head.counts.content_types += 1,
+            14 if name_is(name, b"content-length") => {
                 if length.is_some() {
                     return Parsed::Hyper;
                 }
@@ -593,9 +593,9 @@ fn parse(buf: &[u8], max_fields: usize, max_head: usize, spans: &mut Vec<FieldSp
                 }
             }
             // In HTTP/1.0 too: hyper refuses it there (400).
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::Hyper,
-            6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::Hyper,
-            10 if name.eq_ignore_ascii_case(b"connection") => persistence.read(field.value),
+            17 if name_is(name, b"transfer-encoding") => return Parsed::Hyper,
+            6 if name_is(name, b"expect") => return Parsed::Hyper,
+            10 if name_is(name, b"connection") => persistence.read(field.value),
             // A name the http crate cannot hold: hyper answers it (431).
             len if len > NAME_MAX => return Parsed::Hyper,
             _ => {}

@@ -152,6 +152,53 @@ impl From<http::request::Parts> for RequestHead {
     }
 }
 
+/// Whether the field name `name` is `lower` in any case (RFC 9110 §5.1:
+/// field names are case-insensitive).
+///
+/// `name` must be a token (RFC 9110 §5.6.2), as every name of a parsed head
+/// is (httparse and the http crate refuse any other), and `lower` a
+/// lowercase name of letters, digits and `-`. For those, setting bit 0x20 of
+/// a byte of `name` lowercases a letter, leaves a digit or `-` as it is, and
+/// turns no other token byte into one of them; so up to eight bytes compare
+/// at a time, where `eq_ignore_ascii_case` lowercases both sides byte by
+/// byte.
+#[inline]
+pub(crate) fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower
+        .iter()
+        .all(|&b| b == b'-' || b.is_ascii_digit() || b.is_ascii_lowercase()));
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    // Words that overlap where `n` is not a multiple of their size.
+    let words = |size: usize, word: fn(&[u8], usize) -> u64, case: u64| {
+        (0..n - size)
+            .step_by(size)
+            .chain([n - size])
+            .all(|at| word(name, at) | case == word(lower, at))
+    };
+    match n {
+        8.. => words(
+            8,
+            |s, at| u64::from_le_bytes(word_at(s, at)),
+            0x2020_2020_2020_2020,
+        ),
+        4.. => words(
+            4,
+            |s, at| u64::from(u32::from_le_bytes(word_at(s, at))),
+            0x2020_2020,
+        ),
+        _ => name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b),
+    }
+}
+
+/// The `N` bytes of `bytes` from `at`.
+#[inline]
+fn word_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    bytes[at..at + N].try_into().expect("N bytes")
+}
+
 /// The field lines of a [`RequestHead`], as `(name, value)` bytes.
 #[derive(Debug)]
 pub struct FieldIter<'a>(Lines<'a>);
@@ -191,6 +238,54 @@ mod tests {
         let map = RequestHead::from_parts(builder.body(()).unwrap().into_parts().0);
         let fields: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
         (map, RequestHead::from_lines("/p?q", &fields))
+    }
+
+    /// The bytes RFC 9110 §5.6.2 allows in a token.
+    fn token_bytes() -> Vec<u8> {
+        (0..=255u8)
+            .filter(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+            .collect()
+    }
+
+    #[test]
+    fn name_is_agrees_with_eq_ignore_ascii_case_for_every_token_byte_anywhere() {
+        let names: [&[u8]; 8] = [
+            b"te",
+            b"dnt",
+            b"host",
+            b"range",
+            b"expect",
+            b"content-type",
+            b"content-length",
+            b"upgrade-insecure-requests",
+        ];
+        let mut compared = 0;
+        for lower in names {
+            assert!(name_is(lower, lower));
+            assert!(name_is(&lower.to_ascii_uppercase(), lower));
+            assert!(!name_is(&lower[1..], lower), "{lower:?}: shorter");
+            let mut longer = lower.to_vec();
+            longer.push(b'x');
+            assert!(!name_is(&longer, lower), "{lower:?}: longer");
+            // Every token byte at every position, from both cases of the name.
+            for base in [lower.to_vec(), lower.to_ascii_uppercase()] {
+                for at in 0..base.len() {
+                    for &b in &token_bytes() {
+                        let mut name = base.clone();
+                        name[at] = b;
+                        assert_eq!(
+                            name_is(&name, lower),
+                            name.eq_ignore_ascii_case(lower),
+                            "{:?} against {:?}",
+                            String::from_utf8_lossy(&name),
+                            String::from_utf8_lossy(lower)
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 2 * 77 * (2 + 3 + 4 + 5 + 6 + 12 + 14 + 25));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use http::Version;
 use percent_encoding::percent_decode;
 
+use crate::http::head::name_is;
 use crate::http::RequestHead;
 
 /// The per-request CGI variables of one request, as bytes to decode as latin-1.
@@ -118,7 +119,7 @@ impl<'a> RequestVars<'a> {
                     return Some((key, Cow::Borrowed(value)));
                 }
                 let values = head.fields().skip(i).filter(same).map(|(_, value)| value);
-                let cookie = name.eq_ignore_ascii_case(b"cookie");
+                let cookie = name_is(name, b"cookie");
                 Some((key, combined(values, if cookie { b"; " } else { b"," })))
             })
     }
@@ -134,8 +135,8 @@ enum Content {
 /// Which of the two `name` (any case) is, if either.
 fn content_field(name: &[u8]) -> Option<Content> {
     match name.len() {
-        12 if name.eq_ignore_ascii_case(b"content-type") => Some(Content::Type),
-        14 if name.eq_ignore_ascii_case(b"content-length") => Some(Content::Length),
+        12 if name_is(name, b"content-type") => Some(Content::Type),
+        14 if name_is(name, b"content-length") => Some(Content::Length),
         _ => None,
     }
 }

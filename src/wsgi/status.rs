@@ -148,10 +148,7 @@ impl HeadFields {
         }
         // RFC 9110 §5.5: visible ASCII, obs-text, SP and HTAB (the http
         // crate's rule for a `HeaderValue`).
-        if !value
-            .iter()
-            .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
-        {
+        if !field_text(value) {
             return Err(HeadError(format!(
                 "response header {}: {:?} contains a control character (CR, LF, NUL, ...)",
                 name.as_str(),
@@ -281,14 +278,35 @@ fn parse_status(status: &[u8]) -> Result<(StatusCode, Option<String>), HeadError
     if code.is_informational() {
         return bad("is informational (1xx): the server sends those itself");
     }
-    if reason
-        .iter()
-        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-    {
+    if !field_text(reason) {
         return bad("contains a control character");
     }
     let canonical = code.canonical_reason().map(str::as_bytes);
     Ok((code, (canonical != Some(reason)).then(|| latin1(reason))))
+}
+
+/// Whether `bytes` may stand in a field value or a reason phrase (RFC 9110
+/// §5.5, RFC 9112 §4): visible ASCII, obs-text, SP and HTAB, so no control
+/// character (CR, LF, NUL, DEL, ...) that could split the response.
+///
+/// Eight bytes are judged at a time: a word with no byte below 0x20 and none
+/// equal to 0x7f is all allowed; a word with one is looked at byte by byte,
+/// where an HTAB passes.
+fn field_text(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let allowed = |b: u8| (b >= 0x20 && b != 0x7f) || b == b'\t';
+    let mut words = bytes.chunks_exact(8);
+    let clean = words.by_ref().all(|word| {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        // A byte below 0x20, or a zero byte of x ^ 0x7f..7f (a DEL), sets
+        // its high bit here (exact for "any": a borrow only reaches bytes
+        // above one that set it).
+        let below = x.wrapping_sub(ONES * 0x20) & !x;
+        let del = (x ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(x ^ (ONES * 0x7f));
+        (below | del) & HIGH == 0 || word.iter().all(|&b| allowed(b))
+    });
+    clean && words.remainder().iter().all(|&b| allowed(b))
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -318,6 +336,34 @@ mod tests {
             status.as_bytes(),
             headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
         )
+    }
+
+    #[test]
+    fn field_text_judges_every_byte_at_every_position_as_one_at_a_time_would() {
+        let one_at_a_time = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+        };
+        let mut judged = 0;
+        // Two whole words and a remainder, around bytes from every range.
+        for fill in [b'a', b' ', 0x80, 0xff, b'\t'] {
+            for at in 0..19 {
+                for b in 0..=255u8 {
+                    let mut bytes = [fill; 19];
+                    bytes[at] = b;
+                    for len in [at + 1, 8, 16, 19] {
+                        let text = &bytes[..len.max(at + 1)];
+                        assert_eq!(field_text(text), one_at_a_time(text), "{text:?}");
+                        judged += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(judged, 5 * 19 * 256 * 4);
+        assert!(field_text(b""));
+        assert!(!field_text(b"application/json\r\nX-Evil: 1"));
+        assert!(field_text(b"text/html;\tcharset=\xe9t\xe9"));
     }
 
     #[test]
