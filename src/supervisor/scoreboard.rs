@@ -5,8 +5,10 @@
 //! only; the master only reads. A slot says whether its thread is running a
 //! request, since when (milliseconds since the Unix epoch) and which request
 //! (`METHOD /path`), so `--timeout` can kill a worker whose request runs too long
-//! and name that request in the log. The worker's event loop also stamps a
-//! heartbeat, so a worker whose loop is stuck is found too.
+//! and name that request in the log. A thread that waits for its client
+//! mid-request pauses its slot (not busy) and resumes it after (busy since
+//! then): only the application's own running time counts. The worker's event
+//! loop also stamps a heartbeat, so a worker whose loop is stuck is found too.
 //!
 //! A label may be read while it is being rewritten: the master then logs a
 //! garbled label, never wrong timing, because `busy_since` is written last
@@ -24,15 +26,21 @@ const LABEL: usize = 160;
 /// One thread's record.
 #[repr(C)]
 struct Slot {
+    /// When the thread began (or resumed) its request, in milliseconds since
+    /// the Unix epoch; 0 while it runs none (or is paused).
     busy_since_ms: AtomicU64,
+    /// Bytes of `label` in use (at most [`LABEL`]).
     label_len: AtomicU32,
+    /// `METHOD /path` of the request, cut to [`LABEL`] bytes.
     label: UnsafeCell<[u8; LABEL]>,
 }
 
 /// One worker's record: its heartbeat and requests served.
 #[repr(C)]
 struct WorkerRecord {
+    /// The event loop's last heartbeat, in milliseconds since the Unix epoch.
     heartbeat_ms: AtomicU64,
+    /// Requests finished.
     served: AtomicU64,
 }
 
