@@ -358,9 +358,12 @@ def test_worker_running_past_timeout_is_killed_and_named(ferrule_server, tmp_pat
 
 # --------------------------------------------------------------------------- slow clients
 
-#: One worker of two threads, killed when a request runs 2 s.
-SLOW_CLIENT = ("-w", "1", "--threads", "2", "--timeout", "2")
-#: How long each slow client keeps the worker thread waiting: three times --timeout.
+#: One worker, killed when a request runs 2 s; each test runs with --threads 2 and with
+#: --threads 1, whose inline path sends a response itself but hands a body over 64 KiB and
+#: a file over TLS to a worker thread.
+SLOW_CLIENT = ("-w", "1", "--timeout", "2")
+THREADS = pytest.mark.parametrize("threads", ["2", "1"])
+#: How long each slow client keeps its response or its body waiting: three times --timeout.
 STALL = 6.0
 #: Blocks of 64 KiB in the slow downloads: 16 MiB, far more than the connection's
 #: channel and the kernel's socket buffers hold, so the thread waits for the whole stall.
@@ -409,8 +412,9 @@ def _small_window(sock: socket.socket) -> socket.socket:
     return sock
 
 
-def test_a_slow_download_does_not_count_toward_timeout(ferrule_server):
-    server = ferrule_server(APP, *SLOW_CLIENT)
+@THREADS
+def test_a_slow_download_does_not_count_toward_timeout(ferrule_server, threads):
+    server = ferrule_server(APP, *SLOW_CLIENT, "--threads", threads)
     before = _one_worker(server)
     sock = _small_window(socket.socket())
     with sock:
@@ -423,8 +427,9 @@ def test_a_slow_download_does_not_count_toward_timeout(ferrule_server):
     _assert_not_killed(server, before)
 
 
-def test_a_slow_upload_does_not_count_toward_timeout(ferrule_server):
-    server = ferrule_server(APP, *SLOW_CLIENT)
+@THREADS
+def test_a_slow_upload_does_not_count_toward_timeout(ferrule_server, threads):
+    server = ferrule_server(APP, *SLOW_CLIENT, "--threads", threads)
     before = _one_worker(server)
     # One piece every 0.5 s, 6 s in all; over 64 KiB in all, so the body is not read
     # whole before the application is called (src/http/dispatch.rs, INLINE_BODY_MAX).
@@ -451,8 +456,9 @@ def test_a_slow_upload_does_not_count_toward_timeout(ferrule_server):
     _assert_not_killed(server, before)
 
 
+@THREADS
 def test_a_slow_tls_download_of_a_file_does_not_count_toward_timeout(
-    ferrule_server, tls_pems, tmp_path
+    ferrule_server, tls_pems, tmp_path, threads
 ):
     # A worker thread reads and sends a wsgi.file_wrapper file only where the connection
     # cannot sendfile(2) it: over TLS (a HEAD sends no body, so it never waits).
@@ -461,6 +467,8 @@ def test_a_slow_tls_download_of_a_file_does_not_count_toward_timeout(
     server = ferrule_server(
         "apps.files:app",
         *SLOW_CLIENT,
+        "--threads",
+        threads,
         "--certfile",
         str(tls_pems["cert"]),
         "--keyfile",
