@@ -55,9 +55,15 @@ pub struct Args {
     #[arg(long)]
     pub factory: bool,
 
-    /// Seconds a request may run before its worker is killed and replaced; 0 disables.
+    /// Seconds the application may run on one request (its call and the iteration of its
+    /// response) before its worker is killed and replaced; waiting for a slow client to take
+    /// the response or send the body does not count; 0 disables.
     ///
-    /// The log names the request (method, path, seconds). Default is 30.
+    /// The clock starts with the call and again after each wait for the client (with
+    /// `--threads 1`, for each item of the response too): each stretch the application runs
+    /// without waiting is measured on its own. A client slow to read the response or to send
+    /// the request body (which `--body-timeout` bounds) costs nothing here. The log names the
+    /// request (method, path, seconds). Default is 30.
     #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
     pub timeout: f64,
 

@@ -25,8 +25,13 @@ use bytes::BytesMut;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
+use super::worker;
 use crate::http::BodyError;
+
+/// A piece of a response body, as its channel carries it.
+type Chunk = Result<bytes::Bytes, BodyError>;
 
 /// Bytes read per block when sending a real file.
 const FILE_BLOCK: usize = 256 * 1024;
@@ -95,11 +100,7 @@ impl OpenFile {
     /// # Errors
     ///
     /// A read error; the body then ends in an error so the connection closes.
-    pub(crate) fn send(
-        self,
-        tx: &mpsc::Sender<Result<bytes::Bytes, BodyError>>,
-        limit: u64,
-    ) -> std::io::Result<(u64, bool)> {
+    pub(crate) fn send(self, tx: &mpsc::Sender<Chunk>, limit: u64) -> std::io::Result<(u64, bool)> {
         let mut sent = 0;
         let total = self.length.min(limit);
         while sent < total {
@@ -109,25 +110,42 @@ impl OpenFile {
             let mut block = BytesMut::zeroed(want);
             let n = match self.file.read_at(&mut block, self.offset + sent) {
                 Ok(0) => {
-                    let _ =
-                        tx.blocking_send(Err(BodyError("the file shrank while being sent".into())));
+                    deliver(
+                        tx,
+                        Err(BodyError("the file shrank while being sent".into())),
+                    );
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
                 Ok(n) => n,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(err) => {
-                    let _ =
-                        tx.blocking_send(Err(BodyError(format!("reading the file failed: {err}"))));
+                    deliver(
+                        tx,
+                        Err(BodyError(format!("reading the file failed: {err}"))),
+                    );
                     return Err(err);
                 }
             };
             block.truncate(n);
-            if tx.blocking_send(Ok(block.freeze())).is_err() {
+            if !deliver(tx, Ok(block.freeze())) {
                 return Ok((sent, true));
             }
             sent += n as u64;
         }
         Ok((sent, false))
+    }
+}
+
+/// Put `item` in `tx`, waiting while it is full (for a slow client: the
+/// wait does not count toward `--timeout`, [`worker::waiting_for_client`]);
+/// false if the client is gone.
+fn deliver(tx: &mpsc::Sender<Chunk>, item: Chunk) -> bool {
+    match tx.try_send(item) {
+        Ok(()) => true,
+        Err(TrySendError::Full(item)) => {
+            worker::waiting_for_client(|| tx.blocking_send(item).is_ok())
+        }
+        Err(TrySendError::Closed(_)) => false,
     }
 }
 

@@ -27,6 +27,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 
 use super::pool::{Pool, Reusable};
+use super::worker;
 use crate::http::RequestBody;
 use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::prelude::*;
@@ -192,20 +193,24 @@ impl Input {
             // within --body-timeout) or the request ends. Made with the GIL
             // held, `returned` sees every signal given after this point.
             let returned = turn.notified();
-            py.allow_threads(|| runtime.block_on(returned));
+            py.allow_threads(|| worker::waiting_for_client(|| runtime.block_on(returned)));
             return Ok(());
         };
         let finished = turn.notified();
+        // Waiting for the client does not count toward --timeout (bounded by
+        // --body-timeout instead).
         let waited = py.allow_threads(|| {
-            runtime.block_on(async {
-                tokio::select! {
-                    biased;
-                    () = finished => Waited::Finished,
-                    next = tokio::time::timeout(timeout, body.frame()) => match next {
-                        Ok(next) => Waited::Frame(next),
-                        Err(_) => Waited::TimedOut,
-                    },
-                }
+            worker::waiting_for_client(|| {
+                runtime.block_on(async {
+                    tokio::select! {
+                        biased;
+                        () = finished => Waited::Finished,
+                        next = tokio::time::timeout(timeout, body.frame()) => match next {
+                            Ok(next) => Waited::Frame(next),
+                            Err(_) => Waited::TimedOut,
+                        },
+                    }
+                })
             })
         });
         let mut this = slf.borrow_mut();

@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::errors;
 use super::pool::{Companions, Pool, Reusable};
+use super::worker;
 use crate::http::dispatch::failure_response;
 use crate::http::{
     BodyError, FileBody, Reply, ReplyExtra, ReplySender, ResponseBody, SendfileQueue,
@@ -486,7 +487,9 @@ impl StartResponse {
                 self.parking = Parking::Parked(tx.clone(), item);
                 return true;
             }
-            Err(TrySendError::Full(item)) => py.allow_threads(|| tx.blocking_send(item).is_ok()),
+            Err(TrySendError::Full(item)) => {
+                py.allow_threads(|| worker::waiting_for_client(|| tx.blocking_send(item).is_ok()))
+            }
             Err(TrySendError::Closed(_)) => false,
         };
         if !delivered {
@@ -945,7 +948,7 @@ impl StartResponse {
         };
         let mut disconnected = false;
         if let Some((tx, item)) = parked {
-            if !py.allow_threads(|| tx.blocking_send(item).is_ok()) {
+            if !py.allow_threads(|| worker::waiting_for_client(|| tx.blocking_send(item).is_ok())) {
                 disconnected = true;
                 // Busy (the worker thread waits on the connection in turn):
                 // its own send finds the client gone.

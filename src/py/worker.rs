@@ -10,6 +10,7 @@
 //! close() upon completion of the current request, whether the request was
 //! completed normally, or terminated early due to an application error").
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -170,7 +171,46 @@ impl Queues {
     }
 }
 
+thread_local! {
+    /// The scoreboard record and slot of this worker thread, for
+    /// [`waiting_for_client`]: set once by [`work`] (a thread keeps its slot
+    /// for life); unset on every other thread (the event loop's, threads the
+    /// application started), whose waits are not paused.
+    static SLOT: OnceCell<(Arc<Scoreboard>, usize, usize)> = const { OnceCell::new() };
+}
+
+/// Run `wait`, a wait for the client of the request this thread runs (room
+/// for a response chunk, the next piece of the request body), with the
+/// request's `--timeout` clock stopped; it restarts from zero after `wait`
+/// (busy since now, under the same label). Call it without the GIL, on the
+/// slow path only: after a `try_send` found the connection's channel full,
+/// around a read that has to wait.
+///
+/// `--timeout` is for an application that hangs: a client that is slow to
+/// take a response or to send a body (bounded by `--body-timeout`) must not
+/// get the worker killed, with every other request in flight on it. The
+/// inline path (`--threads 1`) never waits here: its iteration pauses the
+/// clock itself between items ([`Iteration::step`]).
+///
+/// Outside a request (its slot not busy) and on a thread that is not a
+/// worker thread, `wait` just runs.
+pub(crate) fn waiting_for_client<R>(wait: impl FnOnce() -> R) -> R {
+    SLOT.with(|slot| match slot.get() {
+        Some((board, worker, thread)) if board.busy(*worker, *thread) => {
+            board.pause(*worker, *thread);
+            let waited = wait();
+            board.resume(*worker, *thread);
+            waited
+        }
+        _ => wait(),
+    })
+}
+
 fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
+    if let Some((board, worker)) = &context.board {
+        SLOT.with(|slot| slot.set((board.clone(), *worker, thread)))
+            .expect("a worker thread runs work() once");
+    }
     Python::with_gil(|py| {
         while let Some(work) = queues.next(py) {
             if let Some((board, slot)) = &context.board {

@@ -7,10 +7,10 @@
 //!    event loop and no thread of its own, so forking is always safe; each
 //!    worker builds its runtime and Python threads after the fork.
 //! 2. The master then loops: wait up to [`TICK`] for a signal, reap exited
-//!    workers (`waitpid`), kill workers whose request has run past
-//!    `--timeout` (the log names the request), and fork until the current
-//!    generation has as many workers as wanted. A dead worker is thus replaced
-//!    within one tick of its SIGCHLD.
+//!    workers (`waitpid`), kill workers whose application has run one request
+//!    past `--timeout` (waits for the client do not count; the log names the
+//!    request), and fork until the current generation has as many workers as
+//!    wanted. A dead worker is thus replaced within one tick of its SIGCHLD.
 //! 3. Signals: TERM and INT stop gracefully (workers finish in-flight requests,
 //!    then exit; after `--graceful-timeout` they are killed: Ctrl-C in a
 //!    terminal should not drop the request being watched); QUIT stops fast (a
@@ -74,8 +74,10 @@ pub trait Spawn {
 pub struct MasterConfig {
     /// Workers wanted at start (`--workers`). Default is 1.
     pub workers: usize,
-    /// Longest a request may run before its worker is killed (`--timeout`);
-    /// `None` disables the check. Default is 30 s.
+    /// Longest the application may run on one request before its worker is
+    /// killed (`--timeout`); a wait for the client pauses the request's
+    /// clock ([`Scoreboard::pause`]). `None` disables the check. Default is
+    /// 30 s.
     pub timeout: Option<Duration>,
     /// How long workers get to finish after TERM (`--graceful-timeout`).
     /// Default is 30 s.

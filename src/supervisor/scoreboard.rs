@@ -5,8 +5,10 @@
 //! only; the master only reads. A slot says whether its thread is running a
 //! request, since when (milliseconds since the Unix epoch) and which request
 //! (`METHOD /path`), so `--timeout` can kill a worker whose request runs too long
-//! and name that request in the log. The worker's event loop also stamps a
-//! heartbeat, so a worker whose loop is stuck is found too.
+//! and name that request in the log. A thread that waits for its client
+//! mid-request pauses its slot (not busy) and resumes it after (busy since
+//! then): only the application's own running time counts. The worker's event
+//! loop also stamps a heartbeat, so a worker whose loop is stuck is found too.
 //!
 //! A label may be read while it is being rewritten: the master then logs a
 //! garbled label, never wrong timing, because `busy_since` is written last
@@ -24,15 +26,21 @@ const LABEL: usize = 160;
 /// One thread's record.
 #[repr(C)]
 struct Slot {
+    /// When the thread began (or resumed) its request, in milliseconds since
+    /// the Unix epoch; 0 while it runs none (or is paused).
     busy_since_ms: AtomicU64,
+    /// Bytes of `label` in use (at most [`LABEL`]).
     label_len: AtomicU32,
+    /// `METHOD /path` of the request, cut to [`LABEL`] bytes.
     label: UnsafeCell<[u8; LABEL]>,
 }
 
 /// One worker's record: its heartbeat and requests served.
 #[repr(C)]
 struct WorkerRecord {
+    /// The event loop's last heartbeat, in milliseconds since the Unix epoch.
     heartbeat_ms: AtomicU64,
+    /// Requests finished.
     served: AtomicU64,
 }
 
@@ -163,12 +171,34 @@ impl Scoreboard {
     }
 
     /// Worker side: thread `thread` stops running application code for a
-    /// while, its request not finished (an inline response waiting for its
-    /// client): not busy, not counted as served.
+    /// while, its request not finished (an inline response, or a worker
+    /// thread, waiting for its client): not busy, not counted as served.
+    ///
+    /// The time until [`Scoreboard::resume`] (or the next
+    /// [`Scoreboard::begin`]) does not count toward `--timeout`.
     pub fn pause(&self, worker: usize, thread: usize) {
         self.slot(worker, thread)
             .busy_since_ms
             .store(0, Ordering::Release);
+    }
+
+    /// Worker side: thread `thread` runs its request again after a
+    /// [`Scoreboard::pause`]: busy from now, under the label of its last
+    /// [`Scoreboard::begin`].
+    pub fn resume(&self, worker: usize, thread: usize) {
+        self.slot(worker, thread)
+            .busy_since_ms
+            .store(now_ms().max(1), Ordering::Release);
+    }
+
+    /// Worker side: whether thread `thread` is running a request, its clock
+    /// going (begun, and neither paused nor ended since).
+    pub fn busy(&self, worker: usize, thread: usize) -> bool {
+        // Only this thread writes its slot: it reads its own last store.
+        self.slot(worker, thread)
+            .busy_since_ms
+            .load(Ordering::Relaxed)
+            != 0
     }
 
     /// Worker side: the event loop is alive.
@@ -251,6 +281,39 @@ mod tests {
         assert!(board.overdue(1, Duration::from_millis(10)).is_none());
         assert_eq!(board.served(1), 1);
         assert_eq!(board.served(0), 0);
+    }
+
+    #[test]
+    fn a_paused_slot_is_not_overdue_and_resumes_from_now() {
+        let board = Scoreboard::new(1, 2).unwrap();
+        board.reset(0);
+        board.begin(0, 1, b"GET /download");
+        assert!(board.busy(0, 1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(board.overdue(0, Duration::from_millis(40)).is_some());
+
+        board.pause(0, 1);
+        assert!(!board.busy(0, 1));
+        board.heartbeat(0);
+        assert!(board.overdue(0, Duration::from_millis(40)).is_none());
+        assert_eq!(board.served(0), 0, "a pause is not the end of the request");
+
+        let resumed = std::time::Instant::now();
+        board.resume(0, 1);
+        assert!(board.busy(0, 1));
+        std::thread::sleep(Duration::from_millis(5));
+        let (label, elapsed) = board.overdue(0, Duration::ZERO).unwrap();
+        assert_eq!(label, "GET /download", "the label is kept");
+        // Counted from the resume (whole milliseconds), not from the begin
+        // 50 ms before it.
+        assert!(
+            elapsed <= resumed.elapsed() + Duration::from_millis(1),
+            "{elapsed:?} since the begin, not the resume"
+        );
+
+        board.end(0, 1);
+        assert!(!board.busy(0, 1));
+        assert_eq!(board.served(0), 1);
     }
 
     #[test]

@@ -19,6 +19,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from apps import events
+from apps.workers_apps import block
 
 BLACKBOX = Path(__file__).resolve().parent
 APP = "apps.workers_apps:app"
@@ -352,6 +354,140 @@ def test_worker_running_past_timeout_is_killed_and_named(ferrule_server, tmp_pat
     failed = load.failed()
     assert len(failed) <= load.clients, report
     assert all(o.conn_pid in (hung, None) for o in failed), report
+
+
+# --------------------------------------------------------------------------- slow clients
+
+#: One worker, killed when a request runs 2 s; each test runs with --threads 2 and with
+#: --threads 1, whose inline path sends a response itself but hands a body over 64 KiB and
+#: a file over TLS to a worker thread.
+SLOW_CLIENT = ("-w", "1", "--timeout", "2")
+THREADS = pytest.mark.parametrize("threads", ["2", "1"])
+#: How long each slow client keeps its response or its body waiting: three times --timeout.
+STALL = 6.0
+#: Blocks of 64 KiB in the slow downloads: 16 MiB, far more than the connection's
+#: channel and the kernel's socket buffers hold, so the thread waits for the whole stall.
+BLOCKS = 256
+
+
+def _one_worker(server) -> set[int]:
+    return wait_workers(server.proc.pid, 1)
+
+
+def _assert_not_killed(server, before: set[int]) -> None:
+    """No WORKER TIMEOUT, the same worker, and it still answers."""
+    log = server.log()
+    assert "WORKER TIMEOUT" not in log, log
+    assert workers(server.proc.pid) == before, (before, log)
+    assert get(server, "/") == (200, f"pid={next(iter(before))}".encode())
+
+
+def _slow_download(sock: socket.socket, path: str) -> tuple[bytes, bytes, float]:
+    """``GET path`` on ``sock``; read a few KiB now and then for :data:`STALL` s, then
+    the rest at full speed. Returns the head, the body (as far as it came) and the time."""
+    start = time.monotonic()
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = bytearray()
+    try:
+        while time.monotonic() - start < STALL:
+            piece = sock.recv(4096)
+            if not piece:
+                break
+            data += piece
+            time.sleep(0.05)
+        else:
+            while piece := sock.recv(65536):
+                data += piece
+    except (OSError, ssl.SSLError) as exc:  # the worker was killed mid-body
+        print(f"download ended by {type(exc).__name__}: {exc}")
+    took = time.monotonic() - start
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    return head, body, took
+
+
+def _small_window(sock: socket.socket) -> socket.socket:
+    """``sock`` with a small receive buffer (set before connecting: the window stays small)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(CLIENT_TIMEOUT)
+    return sock
+
+
+@THREADS
+def test_a_slow_download_does_not_count_toward_timeout(ferrule_server, threads):
+    server = ferrule_server(APP, *SLOW_CLIENT, "--threads", threads)
+    before = _one_worker(server)
+    sock = _small_window(socket.socket())
+    with sock:
+        sock.connect((server.host, server.port))
+        head, body, took = _slow_download(sock, f"/stream?chunks={BLOCKS}")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(body) == BLOCKS * 64 * 1024, (len(body), took, server.log())
+    assert body == b"".join(block(i) for i in range(BLOCKS))
+    assert took >= STALL
+    _assert_not_killed(server, before)
+
+
+@THREADS
+def test_a_slow_upload_does_not_count_toward_timeout(ferrule_server, threads):
+    server = ferrule_server(APP, *SLOW_CLIENT, "--threads", threads)
+    before = _one_worker(server)
+    # One piece every 0.5 s, 6 s in all; over 64 KiB in all, so the body is not read
+    # whole before the application is called (src/http/dispatch.rs, INLINE_BODY_MAX).
+    pieces, size = 13, 16 * 1024
+    reply = b""
+    start = time.monotonic()
+    with socket.create_connection((server.host, server.port), timeout=CLIENT_TIMEOUT) as sock:
+        try:
+            sock.sendall(
+                b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % (pieces * size)
+            )
+            for i in range(pieces):
+                time.sleep(STALL / (pieces - 1) if i else 0)
+                sock.sendall(b"u" * size)
+            while piece := sock.recv(65536):
+                reply += piece
+        except OSError as exc:  # the worker was killed mid-body
+            print(f"upload ended by {type(exc).__name__}: {exc}")
+    took = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 200"), (reply, took, server.log())
+    assert reply.endswith(b"\r\n\r\nlength=%d" % (pieces * size)), reply
+    assert took >= STALL
+    _assert_not_killed(server, before)
+
+
+@THREADS
+def test_a_slow_tls_download_of_a_file_does_not_count_toward_timeout(
+    ferrule_server, tls_pems, tmp_path, threads
+):
+    # A worker thread reads and sends a wsgi.file_wrapper file only where the connection
+    # cannot sendfile(2) it: over TLS (a HEAD sends no body, so it never waits).
+    content = b"".join(block(i) for i in range(BLOCKS))
+    (tmp_path / "big").write_bytes(content)
+    server = ferrule_server(
+        "apps.files:app",
+        *SLOW_CLIENT,
+        "--threads",
+        threads,
+        "--certfile",
+        str(tls_pems["cert"]),
+        "--keyfile",
+        str(tls_pems["key"]),
+        env={"FERRULE_TEST_FILE": str(tmp_path / "big")},
+    )
+    before = _one_worker(server)
+    context = ssl.create_default_context(cafile=str(tls_pems["ca"]))
+    raw = _small_window(socket.socket())
+    raw.connect((server.host, server.port))
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        head, body, took = _slow_download(sock, "/whole")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(body) == len(content), (len(body), took, server.log())
+    assert body == content
+    assert took >= STALL
+    log = server.log()
+    assert "WORKER TIMEOUT" not in log, log
+    assert workers(server.proc.pid) == before, (before, log)
 
 
 # --------------------------------------------------------------------------- signals
