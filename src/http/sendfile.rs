@@ -257,7 +257,7 @@ pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin {
     /// the protocol coalesces (TCP), else none.
     const MORE: libc::c_int;
 
-    /// Whether the socket is TCP, where [`UNSENT_LOWAT`] applies.
+    /// Whether the socket is TCP, where `UNSENT_LOWAT` applies.
     const TCP: bool;
 
     /// Wait until the socket may be writable (tokio's `poll_write_ready`).
