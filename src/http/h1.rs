@@ -673,7 +673,7 @@ fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<Box<RequestHe
             Version::HTTP_11
         },
         bytes,
-        spans.to_vec(),
+        spans,
     )))
 }
 
