@@ -1,4 +1,4 @@
-"""Adversarial black-box tests of three changes (app: ``apps/adv_apps.py``).
+"""Adversarial black-box tests of two changes (app: ``apps/adv_apps.py``).
 
 1. A raw head's field spans come from a thread-local spare list (``src/http/head.rs``),
    built on the event loop's thread and dropped on a worker thread: every response must
@@ -8,9 +8,6 @@
 2. A connection whose file did not fit in its socket at once gets ``TCP_NOTSENT_LOWAT``
    (``src/http/sendfile.rs``): big files to slow, stalling and fast readers, then streamed
    and small responses on the same connection, pipelined, over TCP and a Unix socket.
-3. ``--timeout`` with threads does not count waits for the client (``worker::
-   waiting_for_client``): an application that really runs past it is still killed, after
-   such waits too, and a wait ended by a disconnect leaves no slot busy or paused.
 
 Each runs with ``--threads 1`` (inline) and ``--threads 4``.
 """
@@ -28,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-from apps import events
 from apps.adv_apps import pattern
 from conftest import ServerPool
 
@@ -352,155 +348,3 @@ def test_big_files_over_a_unix_socket(ferrule_server, mode, files):
     server = ferrule_server(APP, "--bind", f"unix:{path}", *mode)
     assert not downloads(path, files, ["slow", "stall", "fast", "fast"], 200)
     assert "panicked" not in server.log()
-
-
-# --------------------------------------------------------------------------- 3. --timeout
-
-#: --timeout in these tests; every stretch the application runs is well below or above it.
-TIMEOUT = 1.0
-
-
-def timeout_server(ferrule_server, state, mode):
-    return ferrule_server(
-        APP, "--timeout", str(TIMEOUT), *mode, env={"FERRULE_TEST_STATE": str(state)}
-    )
-
-
-def worker_pid(server) -> int:
-    with Conn(("127.0.0.1", server.port)) as conn:
-        conn.send(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
-        return int(conn.response()[2])
-
-
-def kills(server) -> int:
-    return server.log().count("WORKER TIMEOUT")
-
-
-def read_all(sock: socket.socket) -> int:
-    """Read until the server closes or resets; the bytes received."""
-    got = 0
-    try:
-        while data := sock.recv(1 << 20):
-            got += len(data)
-    except ConnectionResetError:
-        pass
-    return got
-
-
-def test_a_hang_in_the_call_is_killed(ferrule_server, state, mode):
-    server = timeout_server(ferrule_server, state, mode)
-    with Conn(("127.0.0.1", server.port)) as conn:
-        conn.send(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-        start = time.monotonic()
-        read_all(conn.sock)
-        assert time.monotonic() - start < 10
-    server.wait_for_log("WORKER TIMEOUT")
-
-
-def test_a_generator_that_spins_after_waiting_for_its_client_is_killed(
-    ferrule_server, state, mode
-):
-    server = timeout_server(ferrule_server, state, mode)
-    pid = worker_pid(server)
-    with Conn(("127.0.0.1", server.port), rcvbuf=65536) as conn:
-        # 40 MiB the client does not read for three timeouts, then reads at full speed.
-        conn.send(b"GET /spin?first=1048576&count=40 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(3 * TIMEOUT)
-        assert kills(server) == 0, "the wait for the client counted"
-        assert worker_pid(server) == pid
-        got = read_all(conn.sock)
-    # Most of it came before the spin (inline, the loop's thread spins: what the
-    # connection still held when the worker was killed is lost).
-    assert got > 24 * 1048576, got
-    server.wait_for_log("WORKER TIMEOUT")
-    assert "GET /spin?first=1048576&count=40" in server.log()
-
-
-def alternate(server, state, work: float) -> tuple[int, list[str]]:
-    """``/alt``: 4 rounds of 10 MiB then ``work`` s of CPU; the client stops reading for
-    two timeouts whenever a round starts, so each round waits for it. The bytes read and
-    the rounds recorded."""
-    token = f"alt{int(work * 10)}{random.randrange(10**6)}"
-    with Conn(("127.0.0.1", server.port), rcvbuf=65536) as conn:
-        conn.send(
-            f"GET /alt?rounds=4&work={work}&block=262144&per=40&t={token} HTTP/1.1\r\n"
-            "Host: x\r\n\r\n".encode()
-        )
-        conn.sock.settimeout(0.1)
-        seen, got = 0, 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            yields = sum(e.startswith("alt-yield") for e in events(state, token))
-            if yields > seen:
-                seen = yields
-                time.sleep(2 * TIMEOUT)
-            try:
-                data = conn.sock.recv(1 << 20)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            got += len(data)
-    return got, events(state, token)
-
-
-def test_work_between_waits_for_the_client_counts_each_stretch(ferrule_server, state, mode):
-    server = timeout_server(ferrule_server, state, mode)
-    pid = worker_pid(server)
-    got, rounds = alternate(server, state, work=0.5 * TIMEOUT)
-    assert rounds[-1] == "alt-done", rounds
-    assert got > 4 * 40 * 262144
-    assert kills(server) == 0 and worker_pid(server) == pid
-
-
-def test_work_past_the_timeout_after_a_wait_for_the_client_is_killed(ferrule_server, state, mode):
-    server = timeout_server(ferrule_server, state, mode)
-    got, rounds = alternate(server, state, work=3 * TIMEOUT)
-    assert "alt-done" not in rounds and got < 4 * 40 * 262144, rounds
-    server.wait_for_log("WORKER TIMEOUT")
-
-
-@pytest.mark.parametrize("wait", ["response", "body"])
-def test_a_wait_ended_by_a_disconnect_leaves_no_slot_busy(ferrule_server, state, mode, wait):
-    server = timeout_server(ferrule_server, state, mode)
-    pid = worker_pid(server)
-    with Conn(("127.0.0.1", server.port), rcvbuf=4096) as conn:
-        if wait == "response":
-            conn.send(b"GET /gen?size=200000000&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
-        else:  # over 64 KiB: read on a worker thread with --threads 1 too
-            conn.send(
-                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
-                + b"z" * 100_000
-            )
-        time.sleep(2 * TIMEOUT)
-    # Idle for several timeouts: nothing is killed.
-    time.sleep(4 * TIMEOUT)
-    assert kills(server) == 0 and worker_pid(server) == pid, server.log()
-    # And a hang is still found.
-    with Conn(("127.0.0.1", server.port)) as conn:
-        conn.send(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-        read_all(conn.sock)
-    server.wait_for_log("WORKER TIMEOUT")
-
-
-def test_paused_neighbours_do_not_hide_a_hang(ferrule_server, state):
-    server = timeout_server(ferrule_server, state, ("--threads", "4"))
-    held = []
-    for _ in range(3):
-        conn = Conn(("127.0.0.1", server.port), rcvbuf=4096)
-        conn.send(b"GET /gen?size=200000000&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
-        held.append(conn)
-    try:
-        time.sleep(TIMEOUT)
-        with Conn(("127.0.0.1", server.port)) as conn:
-            conn.send(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-            start = time.monotonic()
-            read_all(conn.sock)
-            assert time.monotonic() - start < 10
-        server.wait_for_log("WORKER TIMEOUT")
-        assert "GET /sleep?s=30" in server.log()
-    finally:
-        for conn in held:
-            conn.sock.close()

@@ -1,4 +1,4 @@
-"""Apps for ``test_adversarial_today.py``: field echo, files, streams, hangs.
+"""Apps for ``test_adversarial_changes.py``: field echo, files, streams.
 
 - ``/echo?id=X``: JSON of every ``HTTP_*`` and ``CONTENT_*`` environ key, the id, the
   method, the protocol and the body (read whole, its length and SHA-256 prefix).
@@ -6,22 +6,14 @@
   ``O``, with ``Content-Length: L`` when given.
 - ``/gen?size=N&chunk=C&seed=S``: a generator body of ``N`` deterministic bytes.
 - ``/small?id=X``: ``small:X``.
-- ``/sleep?s=S``: ``time.sleep(S)`` in the call.
-- ``/spin?first=N&count=K``: a generator that yields ``K`` blocks of ``N`` bytes, then
-  loops forever.
-- ``/alt?rounds=R&work=W&block=B&per=P``: a generator that yields ``P`` blocks of ``B``
-  bytes (meant to fill a slow client's socket) then busy-works ``W`` seconds, ``R`` times.
-- ``/pid``: the worker's pid.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 
-from apps import query, record
+from apps import query
 
 
 def pattern(size: int, seed: int = 0) -> bytes:
@@ -29,12 +21,6 @@ def pattern(size: int, seed: int = 0) -> bytes:
     block = bytes((i * 7 + seed) % 251 for i in range(65536))
     reps, rest = divmod(size, len(block))
     return block * reps + block[:rest]
-
-
-def _busy(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
 
 
 def app(environ, start_response):
@@ -73,42 +59,6 @@ def app(environ, start_response):
         return (data[i : i + chunk] for i in range(0, size, chunk))
     if path == "/small":
         out = f"small:{q.get('id', '')}".encode()
-        start_response("200 OK", [("Content-Length", str(len(out)))])
-        return [out]
-    if path == "/sleep":
-        record(environ, "sleep-start")
-        time.sleep(float(q["s"]))
-        record(environ, "sleep-end")
-        start_response("200 OK", [("Content-Length", "5")])
-        return [b"slept"]
-    if path == "/spin":
-
-        def spin():
-            for _ in range(int(q.get("count", "1"))):
-                yield b"x" * int(q.get("first", "1"))
-            record(environ, "spin-start")
-            while True:
-                pass
-
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return spin()
-    if path == "/alt":
-        rounds, work, block = int(q["rounds"]), float(q["work"]), int(q["block"])
-        per = int(q.get("per", "1"))
-
-        def alt():
-            for i in range(rounds):
-                record(environ, f"alt-yield-{i}")
-                for _ in range(per):
-                    yield b"a" * block
-                record(environ, f"alt-work-{i}")
-                _busy(work)
-            record(environ, "alt-done")
-
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return alt()
-    if path == "/pid":
-        out = str(os.getpid()).encode()
         start_response("200 OK", [("Content-Length", str(len(out)))])
         return [out]
     start_response("404 Not Found", [("Content-Length", "0")])
