@@ -142,6 +142,31 @@ class ServerPool:
             server.log_path.unlink(missing_ok=True)
 
 
+#: A worker's two ways to serve, as ``ferrule`` arguments: the event loop's thread calls
+#: the application itself (``inline``), or four Python threads do (``threads4``).
+THREAD_MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
+
+
+@pytest.fixture(scope="module")
+def state(request, tmp_path_factory) -> Path:
+    """A test module's ``FERRULE_TEST_STATE`` directory (the test apps' call log)."""
+    return tmp_path_factory.mktemp(f"{request.module.__name__}-state")
+
+
+@pytest.fixture(scope="module")
+def pool(state) -> Iterator[ServerPool]:
+    """A test module's servers, one per argument list, all with its ``state``."""
+    servers = ServerPool(state)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(params=sorted(THREAD_MODES))
+def mode(request) -> tuple[str, ...]:
+    """Each test once per entry of ``THREAD_MODES``: the arguments of that mode."""
+    return THREAD_MODES[request.param]
+
+
 @pytest.fixture
 def ferrule_server() -> Iterator:
     """Factory fixture: ``ferrule_server(*args, cwd=..., env=...)`` → RunningServer."""

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import tempfile
 import threading
 import time
@@ -26,40 +25,17 @@ from pathlib import Path
 
 import pytest
 from apps.adv_apps import pattern
-from conftest import ServerPool
+from apps.wire import connect
 
 APP = "apps.adv_apps:app"
-MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
 CLIENT_TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("adv-state")
-
-
-@pytest.fixture(scope="module")
-def pool(state):
-    servers = ServerPool(state)
-    yield servers
-    servers.stop()
-
-
-@pytest.fixture(params=sorted(MODES))
-def mode(request):
-    return MODES[request.param]
 
 
 class Conn:
     """A raw HTTP/1.1 connection (TCP or Unix) that reads responses into bytes."""
 
     def __init__(self, addr, rcvbuf: int | None = None, rate: float | None = None) -> None:
-        family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(CLIENT_TIMEOUT)
-        self.sock.connect(addr)
+        self.sock = connect(addr, rcvbuf, CLIENT_TIMEOUT)
         self.buf = bytearray()
         self.rate = rate  # bytes/s, for a slow reader
         self.stall_at: int | None = None  # received bytes after which to stop for 1.5 s

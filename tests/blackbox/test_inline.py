@@ -17,22 +17,12 @@ import time
 
 import httpx
 import pytest
-from apps.wire import Wire
-from conftest import ServerPool
-
-MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
+from apps.wire import Wire, connect
 
 
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    servers = ServerPool(tmp_path_factory.mktemp("inline-state"))
-    yield servers
-    servers.stop()
-
-
-@pytest.fixture(params=sorted(MODES))
-def server(pool, request):
-    return pool.get("apps.responses:app", *MODES[request.param])
+@pytest.fixture
+def server(pool, mode):
+    return pool.get("apps.responses:app", *mode)
 
 
 def expected_pattern(n: int, size: int) -> bytes:
@@ -97,9 +87,7 @@ def test_slow_client_parks_only_its_own_response(server):
     # A client asks for 16 MiB from a generator and reads nothing for a while: the
     # worker's one thread must go on serving others meanwhile.
     chunks = 256
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", server.port))
+    slow = connect(("127.0.0.1", server.port), 4096, timeout=None)
     slow.sendall(f"GET /big-generator?n={chunks} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
         time.sleep(0.5)  # the server fills the socket buffers and must stop there

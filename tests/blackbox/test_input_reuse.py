@@ -19,24 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from apps.wire import Wire
-from conftest import ServerPool
+from conftest import THREAD_MODES
 
 TIMEOUT = 20
 APP = "apps.reuse_apps:app"
-MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
 WAYS = ("object", "environ", "read", "iter", "closure")
 
 
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    servers = ServerPool(tmp_path_factory.mktemp("input-reuse-state"))
-    yield servers
-    servers.stop()
-
-
-@pytest.fixture(params=sorted(MODES))
-def server(pool, request):
-    return pool.get(APP, *MODES[request.param])
+@pytest.fixture
+def server(pool, mode):
+    return pool.get(APP, *mode)
 
 
 @pytest.fixture
@@ -109,11 +101,11 @@ def test_large_chunked_and_empty_bodies_go_round_the_pool(client, server):
     echo_round(client, 3)
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("mode", sorted(THREAD_MODES))
 def test_a_refused_body_leaves_its_failure_to_no_other_request(pool, mode):
     # A body over --limit-request-body is answered 413 from its wsgi.input's failure;
     # the next request that fails after reading its own body in full is a 500.
-    server = pool.get(APP, *MODES[mode], "--limit-request-body", "1000")
+    server = pool.get(APP, *THREAD_MODES[mode], "--limit-request-body", "1000")
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
         for _ in range(3):
             with Wire(server.port) as wire:
@@ -135,11 +127,11 @@ def test_wsgi_input_takes_no_weak_reference_and_the_collector_does_not_list_it(c
     assert report == {"weakref": "TypeError", "tracked": False}
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("mode", sorted(THREAD_MODES))
 def test_an_input_found_through_the_garbage_collector_is_never_another_requests(
     ferrule_server, mode
 ):
-    server = ferrule_server(APP, *MODES[mode])
+    server = ferrule_server(APP, *THREAD_MODES[mode])
     k = key()
     with ThreadPoolExecutor(4) as executor:
         # Four at once (with --threads 4): four objects, all pooled when done.

@@ -30,23 +30,9 @@ import uuid
 
 import pytest
 from apps.wire import Response, Wire, chunked
-from conftest import ServerPool
 
 TIMEOUT = 30.0
-MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
 ENV_ARGS = ("--root-path", "/app", "--forwarded-allow-ips", "127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    servers = ServerPool(tmp_path_factory.mktemp("adversarial-state"))
-    yield servers
-    servers.stop()
-
-
-@pytest.fixture(params=sorted(MODES))
-def mode(request):
-    return MODES[request.param]
 
 
 # --- requests ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from apps import wait_events
 from apps.advisory_apps import fd_count, worker_pids
+from apps.wire import connect
 from conftest import ServerPool
 
 TIMEOUT = 30
@@ -78,11 +79,7 @@ class Conn:
     """A raw HTTP/1.1 connection with an optional small receive buffer (a slow reader)."""
 
     def __init__(self, port: int, rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(("127.0.0.1", port))
+        self.sock = connect(("127.0.0.1", port), rcvbuf, TIMEOUT)
         self.buf = bytearray()
         self.eof = False
 

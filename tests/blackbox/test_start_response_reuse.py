@@ -23,11 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from apps.wire import Wire
-from conftest import ServerPool
+from conftest import THREAD_MODES, ServerPool
 
 TIMEOUT = 20
 APP = "apps.reuse_apps:app"
-MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
 FILE_SIZE = 300_000
 
 
@@ -53,9 +52,9 @@ def monkeypatch_module():
         yield patch
 
 
-@pytest.fixture(params=sorted(MODES))
+@pytest.fixture(params=sorted(THREAD_MODES))
 def server(pool, request):
-    return pool.get(APP, *MODES[request.param])
+    return pool.get(APP, *THREAD_MODES[request.param])
 
 
 @pytest.fixture
@@ -219,11 +218,16 @@ def test_files_and_their_head_go_round_the_pool(client, served_file):
         plain_round(client, 3)
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("mode", sorted(THREAD_MODES))
 def test_files_over_tls_are_handed_over_and_back(pool, tls_pems, served_file, mode):
     # TLS cannot sendfile(2): inline, the response moves to a worker thread.
     server = pool.get(
-        APP, *MODES[mode], "--certfile", str(tls_pems["cert"]), "--keyfile", str(tls_pems["key"])
+        APP,
+        *THREAD_MODES[mode],
+        "--certfile",
+        str(tls_pems["cert"]),
+        "--keyfile",
+        str(tls_pems["key"]),
     )
     _, data = served_file
     trusted = ssl.create_default_context(cafile=str(tls_pems["ca"]))
@@ -305,7 +309,7 @@ def test_an_object_found_through_the_garbage_collector_is_not_handed_out(ferrule
     # The pooled objects are tracked by the garbage collector, so gc.get_objects()
     # lists them: one an application took from there must stay its own, not become
     # the start_response of a later request.
-    server = ferrule_server(APP, *MODES["threads4"])
+    server = ferrule_server(APP, *THREAD_MODES["threads4"])
     k = key()
     with ThreadPoolExecutor(4) as executor:
         fill_the_pool(server.url, executor)
@@ -316,7 +320,7 @@ def test_an_object_found_through_the_garbage_collector_is_not_handed_out(ferrule
 
 
 def test_a_write_through_a_found_object_reaches_no_other_response(ferrule_server):
-    server = ferrule_server(APP, *MODES["threads4"])
+    server = ferrule_server(APP, *THREAD_MODES["threads4"])
     k = key()
     with ThreadPoolExecutor(4) as executor:
         fill_the_pool(server.url, executor)

@@ -26,28 +26,10 @@ import pytest
 from apps import events
 from apps.turn_apps import body_for, chunks_for
 from apps.wire import Response, Wire, chunked
-from conftest import ServerPool
+from conftest import THREAD_MODES
 
 TIMEOUT = 30.0
 APP = "apps.turn_apps:app"
-MODES = {"inline": ("--threads", "1"), "threads4": ("--threads", "4")}
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("turn-state")
-
-
-@pytest.fixture(scope="module")
-def pool(state):
-    servers = ServerPool(state)
-    yield servers
-    servers.stop()
-
-
-@pytest.fixture(params=sorted(MODES))
-def mode(request):
-    return MODES[request.param]
 
 
 @pytest.fixture
@@ -319,7 +301,7 @@ def test_whole_responses_are_not_held_while_another_connection_streams(
     # A generator streams small rows (a CSV export: 1 ms a row) for up to 20 s to a client
     # that reads them all at once. Meanwhile other connections ask for one-element lists:
     # each must be answered in a few seconds, not when the export ends.
-    server = start(ferrule_server, state, *MODES[mode_name])
+    server = start(ferrule_server, state, *THREAD_MODES[mode_name])
     streamer = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
     streamer.sendall(req("GET", "/drip?max=20&pause=0.001"))
     received = []

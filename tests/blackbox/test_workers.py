@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from apps import events
+from apps.wire import connect
 from apps.workers_apps import block
 
 BLACKBOX = Path(__file__).resolve().parent
@@ -405,20 +406,15 @@ def _slow_download(sock: socket.socket, path: str) -> tuple[bytes, bytes, float]
     return head, body, took
 
 
-def _small_window(sock: socket.socket) -> socket.socket:
-    """``sock`` with a small receive buffer (set before connecting: the window stays small)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-    sock.settimeout(CLIENT_TIMEOUT)
-    return sock
+#: A slow reader's receive buffer, in bytes (``apps.wire.connect``).
+SMALL_WINDOW = 8192
 
 
 @THREADS
 def test_a_slow_download_does_not_count_toward_timeout(ferrule_server, threads):
     server = ferrule_server(APP, *SLOW_CLIENT, "--threads", threads)
     before = _one_worker(server)
-    sock = _small_window(socket.socket())
-    with sock:
-        sock.connect((server.host, server.port))
+    with connect((server.host, server.port), SMALL_WINDOW, CLIENT_TIMEOUT) as sock:
         head, body, took = _slow_download(sock, f"/stream?chunks={BLOCKS}")
     assert head.startswith(b"HTTP/1.1 200"), head
     assert len(body) == BLOCKS * 64 * 1024, (len(body), took, server.log())
@@ -477,8 +473,7 @@ def test_a_slow_tls_download_of_a_file_does_not_count_toward_timeout(
     )
     before = _one_worker(server)
     context = ssl.create_default_context(cafile=str(tls_pems["ca"]))
-    raw = _small_window(socket.socket())
-    raw.connect((server.host, server.port))
+    raw = connect((server.host, server.port), SMALL_WINDOW, CLIENT_TIMEOUT)
     with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
         head, body, took = _slow_download(sock, "/whole")
     assert head.startswith(b"HTTP/1.1 200"), head

@@ -14,6 +14,22 @@ from dataclasses import dataclass, field
 TIMEOUT = 20.0
 
 
+def connect(addr, rcvbuf: int | None = None, timeout: float | None = TIMEOUT) -> socket.socket:
+    """A socket connected to ``addr``: a ``(host, port)`` pair, or a Unix socket's path.
+
+    With ``rcvbuf``, its receive buffer is that many bytes, set before connecting so the
+    window the server sees stays small (a slow reader). ``timeout`` is in seconds (None:
+    blocking).
+    """
+    family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(addr)
+    return sock
+
+
 @dataclass
 class Response:
     """One parsed response; ``complete`` is False when the body was cut short."""
