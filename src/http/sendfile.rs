@@ -379,14 +379,14 @@ impl<S: Socket> SendfileIo<S> {
         })
     }
 
-    /// Set [`UNSENT_LOWAT`] on the TCP socket `fd`. A failure (a kernel
+    /// Set [`UNSENT_LOWAT`] on the (TCP) socket. A failure (a kernel
     /// without the option) leaves the socket as it was.
-    fn limit_unsent(&self, fd: libc::c_int) {
+    fn limit_unsent(&self) {
         let value = UNSENT_LOWAT;
-        // SAFETY: `fd` is our open socket; the option reads one c_int.
+        // SAFETY: the socket is ours and open; the option reads one c_int.
         unsafe {
             libc::setsockopt(
-                fd,
+                self.inner.as_raw_fd(),
                 libc::IPPROTO_TCP,
                 libc::TCP_NOTSENT_LOWAT,
                 std::ptr::from_ref(&value).cast(),
@@ -427,7 +427,7 @@ impl<S: Socket> SendfileIo<S> {
         if n == len {
             self.queue.pop();
         } else if S::TCP && !self.lowat.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.limit_unsent(out);
+            self.limit_unsent();
         }
         Poll::Ready(Ok(n))
     }

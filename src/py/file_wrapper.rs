@@ -27,11 +27,9 @@ use pyo3::prelude::*;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::start_response::Chunk;
 use super::worker;
 use crate::http::BodyError;
-
-/// A piece of a response body, as its channel carries it.
-type Chunk = Result<bytes::Bytes, BodyError>;
 
 /// Bytes read per block when sending a real file.
 const FILE_BLOCK: usize = 256 * 1024;
@@ -142,9 +140,7 @@ impl OpenFile {
 fn deliver(tx: &mpsc::Sender<Chunk>, item: Chunk) -> bool {
     match tx.try_send(item) {
         Ok(()) => true,
-        Err(TrySendError::Full(item)) => {
-            worker::waiting_for_client(|| tx.blocking_send(item).is_ok())
-        }
+        Err(TrySendError::Full(item)) => worker::send_when_room(tx, item),
         Err(TrySendError::Closed(_)) => false,
     }
 }

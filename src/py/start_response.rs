@@ -45,7 +45,7 @@ use crate::http::{
 };
 use crate::wsgi::status::{FieldName, HeadFields, ResponseHead};
 
-type Chunk = Result<Bytes, BodyError>;
+pub(crate) type Chunk = Result<Bytes, BodyError>;
 
 /// Whether a chunk that finds the connection's channel full waits where it
 /// is sent or is handed back to `write` ([`StartResponse::write`]).
@@ -487,9 +487,7 @@ impl StartResponse {
                 self.parking = Parking::Parked(tx.clone(), item);
                 return true;
             }
-            Err(TrySendError::Full(item)) => {
-                py.allow_threads(|| worker::waiting_for_client(|| tx.blocking_send(item).is_ok()))
-            }
+            Err(TrySendError::Full(item)) => py.allow_threads(|| worker::send_when_room(tx, item)),
             Err(TrySendError::Closed(_)) => false,
         };
         if !delivered {
@@ -948,7 +946,7 @@ impl StartResponse {
         };
         let mut disconnected = false;
         if let Some((tx, item)) = parked {
-            if !py.allow_threads(|| worker::waiting_for_client(|| tx.blocking_send(item).is_ok())) {
+            if !py.allow_threads(|| worker::send_when_room(&tx, item)) {
                 disconnected = true;
                 // Busy (the worker thread waits on the connection in turn):
                 // its own send finds the client gone.

@@ -206,6 +206,16 @@ pub(crate) fn waiting_for_client<R>(wait: impl FnOnce() -> R) -> R {
     })
 }
 
+/// Put `item` in the response channel `tx` once it has room: a wait for the
+/// client ([`waiting_for_client`]); false if the client is gone. Call it
+/// without the GIL, after a `try_send` found the channel full.
+pub(crate) fn send_when_room(
+    tx: &tokio::sync::mpsc::Sender<super::start_response::Chunk>,
+    item: super::start_response::Chunk,
+) -> bool {
+    waiting_for_client(|| tx.blocking_send(item).is_ok())
+}
+
 fn work(context: &WorkerContext, queues: &Queues, thread: usize) {
     if let Some((board, worker)) = &context.board {
         SLOT.with(|slot| slot.set((board.clone(), *worker, thread)))
