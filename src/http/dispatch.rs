@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
 use super::{
-    Limits, Peer, Reply, ReplyReceiver, ReplySender, ReplySlot, RequestHead, ResponseBody,
+    HeadBox, Limits, Peer, Reply, ReplyReceiver, ReplySender, ReplySlot, RequestHead, ResponseBody,
     SendfileQueue,
 };
 
@@ -52,7 +52,7 @@ pub const INLINE_BODY_MAX: u64 = 64 * 1024;
 #[derive(Debug)]
 pub struct Job {
     /// Request line and fields.
-    pub head: Box<RequestHead>,
+    pub head: HeadBox,
     /// The message body.
     pub body: RequestBody,
     /// The client (`REMOTE_ADDR`, `REMOTE_PORT`).
@@ -190,7 +190,7 @@ impl Dispatch {
             None => RequestBody::Stream(body),
         };
         let reply = self
-            .submit(origin, Box::new(head), body, received, Vec::new())
+            .submit(origin, HeadBox::new(head), body, received, Vec::new())
             .await;
         Ok(reply.into_response())
     }
@@ -282,7 +282,7 @@ impl Dispatch {
     pub fn submit(
         &self,
         origin: &Origin,
-        head: Box<RequestHead>,
+        head: HeadBox,
         body: RequestBody,
         received: std::time::Instant,
         lines_buffer: Vec<u8>,

@@ -72,7 +72,7 @@ use tokio::time::Instant;
 
 use super::dispatch::{failure_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
-use super::head::{name_is, FieldSpan};
+use super::head::{name_is, FieldSpan, HeadBox};
 use super::{
     Dispatch, FieldLines, Limits, Origin, Reply, ReplyExtra, RequestBody, RequestHead, ResponseBody,
 };
@@ -653,7 +653,7 @@ fn content_length(value: &[u8]) -> Option<u64> {
 /// `bytes` back, when the http crate refuses the method or request-target
 /// (the fields are httparse's to check, a token name and a field-content
 /// value, and [`parse`]'s: a name of at most [`NAME_MAX`] bytes).
-fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<Box<RequestHead>, Bytes> {
+fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<HeadBox, Bytes> {
     let (start, len) = head.method;
     let Ok(method) = Method::from_bytes(&bytes[start..start + len]) else {
         return Err(bytes);
@@ -664,7 +664,7 @@ fn build(bytes: Bytes, head: &Head, spans: &[FieldSpan]) -> Result<Box<RequestHe
     };
     // Boxed here, where it is made: the exchange's future holds the box, not
     // the 216-byte head (each move of which was a `memcpy`).
-    Ok(Box::new(RequestHead::raw(
+    Ok(HeadBox::new(RequestHead::raw(
         method,
         uri,
         if head.http10 {

@@ -27,7 +27,7 @@ pub mod turn;
 
 pub use body::{BodyError, ResponseBody};
 pub use dispatch::{ConnectionKept, Dispatch, InlineHandler, Job, Origin, RequestBody};
-pub use head::RequestHead;
+pub use head::{HeadBox, RequestHead};
 pub use limits::Limits;
 pub use reply::{FieldLines, Reply, ReplyExtra, ReplyReceiver, ReplySender, ReplySlot};
 pub use sendfile::{FileBody, SendfileQueue};

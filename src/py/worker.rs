@@ -28,7 +28,7 @@ use super::errors;
 use super::file_wrapper::{FileWrapper, OpenFile};
 use super::input::{self, EmptyInput, Input};
 use super::start_response::{self, StartResponse};
-use crate::http::{ConnectionKept, InlineHandler, Job, Peer, RequestHead};
+use crate::http::{ConnectionKept, HeadBox, InlineHandler, Job, Peer, RequestHead};
 use crate::supervisor::Scoreboard;
 use crate::wsgi::access_log::{clf_now, AccessFormat, AccessRecord};
 
@@ -468,7 +468,7 @@ fn mark_busy(board: &Scoreboard, worker: usize, thread: usize, head: &RequestHea
 /// A request between the application call and the end of its response; it can
 /// move from the event loop's thread to a worker thread.
 pub(crate) struct Call {
-    head: Box<RequestHead>,
+    head: HeadBox,
     peer: Peer,
     received: std::time::Instant,
     start_response: Py<StartResponse>,
