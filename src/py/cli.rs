@@ -210,6 +210,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         max_requests_jitter: args.max_requests_jitter,
         name: process_name.clone(),
         identity,
+        multiprocess: workers > 1,
     };
     let reloader = if args.reload {
         let root = std::env::current_dir()?;

@@ -50,6 +50,8 @@ pub(crate) struct ListenerInfo {
     pub url_scheme: &'static str,
     /// `wsgi.multithread`: more than one Python thread calls the application.
     pub multithread: bool,
+    /// `wsgi.multiprocess`: other processes call the same application.
+    pub multiprocess: bool,
     /// `--forwarded-allow-ips`.
     pub trusted: Arc<TrustedProxies>,
 }
@@ -98,7 +100,7 @@ pub(crate) fn template(py: Python<'_>, info: &ListenerInfo) -> PyResult<Py<PyDic
     env.set_item("wsgi.url_scheme", info.url_scheme)?;
     env.set_item("wsgi.errors", Bound::new(py, ErrorStream)?)?;
     env.set_item("wsgi.multithread", PyBool::new(py, info.multithread))?;
-    env.set_item("wsgi.multiprocess", false)?;
+    env.set_item("wsgi.multiprocess", PyBool::new(py, info.multiprocess))?;
     env.set_item("wsgi.run_once", false)?;
     env.set_item("wsgi.input_terminated", true)?;
     env.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
@@ -702,6 +704,7 @@ mod tests {
             root_path: String::new(),
             url_scheme: "http",
             multithread: false,
+            multiprocess: false,
             trusted: Arc::new(TrustedProxies::parse(trusted).unwrap()),
         }
     }

@@ -70,6 +70,9 @@ pub(crate) struct ServeMode {
     pub drain_window: Duration,
     /// This worker's scoreboard record, under a master.
     pub board: Option<(Arc<Scoreboard>, usize)>,
+    /// `wsgi.multiprocess`: other worker processes serve the same
+    /// application (`--workers` above 1, gunicorn's rule).
+    pub multiprocess: bool,
 }
 
 impl Server {
@@ -210,6 +213,7 @@ impl Server {
                     "http"
                 },
                 multithread: self.threads > 1,
+                multiprocess: mode.multiprocess,
                 trusted: self.trusted.clone(),
             })
             .collect();

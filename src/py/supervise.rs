@@ -33,6 +33,8 @@ pub(crate) struct PySpawner<'a, 'py> {
     pub name: String,
     /// `--user`/`--group`: who the workers run as.
     pub identity: Identity,
+    /// `wsgi.multiprocess` in the workers' environ: `--workers` above 1.
+    pub multiprocess: bool,
 }
 
 /// The user and group workers switch to after the fork (`--user`, `--group`).
@@ -184,6 +186,7 @@ impl PySpawner<'_, '_> {
             handle_signals: true,
             drain_window: DRAIN_WINDOW,
             board: Some((self.board.clone(), slot)),
+            multiprocess: self.multiprocess,
         };
         match self.server.run(py, mode) {
             Ok(()) => 0,

@@ -226,6 +226,15 @@ def test_multithread_true_with_threads(ferrule_server):
     assert env["wsgi.run_once"] is False
 
 
+def test_multiprocess_true_with_workers(ferrule_server):
+    """PEP 3333: true when another process may call the same application at
+    the same time; as gunicorn, with ``--workers`` above 1."""
+    srv = ferrule_server("apps.environ_echo:app", "--workers", "2")
+    env = echo_environ(srv, "/")["environ"]
+    assert env["wsgi.multiprocess"] is True
+    assert env["wsgi.multithread"] is False
+
+
 def test_server_protocol_http10(echo):
     with Wire(echo.port) as w:
         w.send(b"GET /old HTTP/1.0\r\n\r\n")
