@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import sys
@@ -27,18 +28,28 @@ def load_app(spec: str, *, factory: bool = False) -> Any:
     """Import ``spec`` (``module:attribute``, attribute defaulting to ``application``).
 
     The current directory goes first on ``sys.path``, as gunicorn does, so
-    ``ferrule examples.hello:app`` works from a checkout.
+    ``ferrule examples.hello:app`` works from a checkout. As in gunicorn, the
+    attribute may be a call of a factory with literal arguments,
+    ``"module:create_app()"`` or ``"module:create_app('prod', debug=False)"``.
 
     :param spec: ``module`` or ``module:attribute``; the attribute may be dotted.
     :param factory: call the attribute with no arguments and serve what it returns.
-    :raises AppLoadError: the module or attribute is missing or not callable.
+    :raises AppLoadError: the module or attribute is missing or not callable, or
+        ``spec`` is a file path or a call that is not of literals.
     """
-    module_name, _, attr = spec.partition(":")
+    module_name, colon, attr = spec.partition(":")
     attr = attr or "application"
+    if module_name.endswith(".py") or "/" in module_name:
+        module = module_name.removesuffix(".py").strip("/").replace("/", ".")
+        raise AppLoadError(
+            f"{spec!r} is a file path: name the module instead, e.g. {module}:{attr} "
+            f"(run from the directory that contains it, or use --chdir)"
+        )
     if not module_name or not all(part.isidentifier() for part in module_name.split(".")):
         raise AppLoadError(
             f"{spec!r} is not an application spec: write MODULE:APP, e.g. examples.hello:app"
         )
+    attr, args, kwargs = _parse_call(spec, attr)
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -67,17 +78,71 @@ def load_app(spec: str, *, factory: bool = False) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            if colon:
+                fix = f"check the name after the colon in {spec!r}"
+            else:
+                fix = f"without a colon ferrule looks for 'application': write {spec}:NAME"
             raise AppLoadError(
-                f"module {module_name!r} has no attribute {attr!r}: "
-                f"check the name after the colon in {spec!r}"
+                f"module {module_name!r} has no attribute {attr!r}: {fix}"
             ) from None
-    if factory:
+    if args is not None or factory:
         if not callable(obj):
-            raise AppLoadError(f"{spec!r} is not callable, so it cannot be a --factory")
-        obj = obj()
+            raise AppLoadError(f"{spec!r}: {attr!r} is not callable, so it cannot be a factory")
+        try:
+            obj = obj(*(args or ()), **(kwargs or {}))
+        except Exception as exc:
+            raise AppLoadError(
+                f"calling the factory {attr!r} failed: {type(exc).__name__}: {exc} "
+                f"(--log-level debug shows the traceback)",
+                traceback.format_exc(),
+            ) from exc
     if not callable(obj):
         raise AppLoadError(
-            f"{spec!r} is a {type(obj).__name__}, not a WSGI application: "
+            f"{spec!r} is {_a(type(obj).__name__)}, not a WSGI application: "
             f"name a callable app(environ, start_response)"
         )
     return obj
+
+
+def _parse_call(spec: str, attr: str) -> tuple[str, tuple | None, dict | None]:
+    """Split ``name(args)`` into the dotted name and its literal arguments
+    (``None`` and ``None`` when ``attr`` is no call).
+
+    :raises AppLoadError: the call is not valid Python, or an argument is not a
+        literal (:func:`ast.literal_eval`'s rule, as gunicorn's).
+    """
+    if "(" not in attr:
+        return attr, None, None
+    try:
+        call = ast.parse(attr, mode="eval").body
+    except SyntaxError:
+        call = None
+    if not isinstance(call, ast.Call):
+        raise AppLoadError(
+            f"{spec!r}: {attr!r} is not a name or a call such as create_app() "
+            f"or create_app('prod')"
+        )
+    parts = []
+    func = call.func
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name):
+        raise AppLoadError(f"{spec!r}: call a name, e.g. create_app()")
+    parts.append(func.id)
+    try:
+        args = tuple(ast.literal_eval(arg) for arg in call.args)
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+    except ValueError:
+        raise AppLoadError(
+            f"{spec!r}: a factory's arguments must be literals (strings, numbers, "
+            f"True/False/None, lists, dicts)"
+        ) from None
+    if any(kw.arg is None for kw in call.keywords):
+        raise AppLoadError(f"{spec!r}: **kwargs is not allowed in a factory call")
+    return ".".join(reversed(parts)), args, kwargs
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article: ``an int``, ``a str``."""
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"

@@ -65,7 +65,25 @@ impl Bind {
                 fd: Some(fd),
             });
         }
-        let (host, port) = if let Some(rest) = spec.strip_prefix('[') {
+        // gunicorn accepts `tcp://HOST:PORT`; a URL's scheme is a mistake.
+        let address = spec.strip_prefix("tcp://").unwrap_or(spec);
+        if let Some((scheme, rest)) = address.split_once("://") {
+            let rest = rest.trim_end_matches('/');
+            let tls = if scheme.eq_ignore_ascii_case("https") {
+                ", and --certfile/--keyfile for TLS"
+            } else {
+                ""
+            };
+            return fail(&format!(
+                "a bind is an address, not a URL: write {rest}{tls}"
+            ));
+        }
+        if !address.is_empty() && address.bytes().all(|b| b.is_ascii_digit()) {
+            return fail(&format!(
+                "a bare number is a host here: write :{address} for a port"
+            ));
+        }
+        let (host, port) = if let Some(rest) = address.strip_prefix('[') {
             let Some((host, after)) = rest.split_once(']') else {
                 return fail("missing ']' after the IPv6 address");
             };
@@ -75,12 +93,12 @@ impl Bind {
                 None => return fail("expected ':PORT' after ']'"),
             }
         } else {
-            match spec.rsplit_once(':') {
+            match address.rsplit_once(':') {
                 Some((host, _)) if host.contains(':') => {
                     return fail("an IPv6 address needs brackets");
                 }
                 Some((host, port)) => (host, port),
-                None => (spec, ""),
+                None => (address, ""),
             }
         };
         let port = if port.is_empty() {
@@ -166,6 +184,19 @@ mod tests {
         assert_eq!(Bind::parse("fd://3").unwrap().fd, Some(3));
         assert!(Bind::parse("fd://x").unwrap_err().contains("descriptor"));
         assert!(Bind::parse("unix:").is_err());
+        let err = Bind::parse("http://127.0.0.1:8080/").unwrap_err();
+        assert!(
+            err.contains("not a URL: write 127.0.0.1:8080 (use HOST:PORT"),
+            "{err}"
+        );
+        let err = Bind::parse("https://0.0.0.0:443").unwrap_err();
+        assert!(err.contains("write 0.0.0.0:443, and --certfile"), "{err}");
+        let err = Bind::parse("8080").unwrap_err();
+        assert!(err.contains("write :8080 for a port"), "{err}");
+        assert_eq!(
+            one("tcp://127.0.0.1:9001"),
+            "127.0.0.1:9001".parse().unwrap()
+        );
     }
 
     #[test]

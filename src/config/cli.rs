@@ -8,6 +8,9 @@ use clap::{Parser, ValueEnum};
 
 use super::Bind;
 
+/// Where ferrule listens without `--bind`, `$PORT` or systemd's sockets.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+
 /// What the user typed on the command line, validated field by field.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -19,12 +22,15 @@ use super::Bind;
 pub struct Args {
     /// The WSGI application: MODULE:APP, e.g. `examples.hello:app`.
     ///
-    /// The attribute defaults to `application`. The current directory is put on
-    /// `sys.path` first, as gunicorn does.
+    /// The attribute defaults to `application`. As in gunicorn, it may be a call of an
+    /// application factory with literal arguments: `'myapp:create_app()'` or
+    /// `'myapp:create_app("prod")'`. The current directory is put on `sys.path` first, as
+    /// gunicorn does.
     #[arg(value_name = "MODULE:APP")]
     pub app: String,
 
-    /// Address to listen on: `HOST:PORT`, `[IPv6]:PORT` or `:PORT`. Repeatable.
+    /// Address to listen on: `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every interface), `HOST`
+    /// (port 8000), `unix:PATH` or `fd://N`. Repeatable.
     ///
     /// Default is `127.0.0.1:8000`.
     #[arg(short = 'b', long = "bind", value_name = "ADDRESS", value_parser = Bind::parse)]
@@ -44,6 +50,16 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
+
+    /// Accepted for gunicorn command lines: `sync` and `gthread` both name ferrule's one
+    /// worker type.
+    ///
+    /// Each worker is an event loop in Rust that calls the application on its own thread
+    /// (`--threads 1`) or on a pool of Python threads (`--threads N`); other classes
+    /// (gevent, eventlet, ASGI workers) are refused. Default is `sync`.
+    #[arg(short = 'k', long, value_name = "CLASS", default_value = "sync",
+          value_parser = parse_worker_class)]
+    pub worker_class: String,
 
     /// Mount point of the application: SCRIPT_NAME, stripped from PATH_INFO.
     ///
@@ -74,7 +90,9 @@ pub struct Args {
     pub max_requests: u64,
 
     /// Add a random 0..=N to each worker's --max-requests, so workers do not
-    /// all recycle at once. Default is 0.
+    /// all recycle at once.
+    ///
+    /// Default is 0: no jitter.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_requests_jitter: u64,
 
@@ -86,11 +104,16 @@ pub struct Args {
     pub preload: bool,
 
     /// Restart the workers when a Python source file under the current
-    /// directory changes (development; virtualenvs and __pycache__ are ignored).
+    /// directory changes (development).
+    ///
+    /// Virtualenvs, site-packages, __pycache__, node_modules, target, .git and other
+    /// hidden directories are not watched.
     #[arg(long, conflicts_with = "preload")]
     pub reload: bool,
 
-    /// Pending connections the kernel queues per listener. Default is 2048.
+    /// Pending connections the kernel queues per listener (listen(2)'s backlog).
+    ///
+    /// Default is 2048.
     #[arg(long, value_name = "N", default_value_t = 2048,
           value_parser = clap::value_parser!(i32).range(1..))]
     pub backlog: i32,
@@ -291,7 +314,7 @@ impl Args {
                 .map(|b| vec![b])
                 .map_err(|e| format!("$PORT: {e}")),
             _ => Ok(vec![
-                Bind::parse("127.0.0.1:8000").expect("the default bind parses")
+                Bind::parse(DEFAULT_BIND).expect("the default bind parses")
             ]),
         }
     }
@@ -362,6 +385,20 @@ fn parse_positive_seconds(value: &str) -> Result<f64, String> {
     match parse_seconds(value)? {
         secs if secs > 0.0 => Ok(secs),
         _ => Err(format!("{value:?} must be more than 0 seconds")),
+    }
+}
+
+fn parse_worker_class(value: &str) -> Result<String, String> {
+    match value {
+        "sync" | "gthread" => Ok(value.to_owned()),
+        class if class.to_ascii_lowercase().contains("uvicorn") || class.contains("Asgi") => {
+            Err("ferrule serves WSGI applications, not ASGI: drop -k".into())
+        }
+        _ => Err(
+            "ferrule has one worker type, an event loop that runs the application \
+                  inline or on --threads N Python threads: drop -k, or give sync or gthread"
+                .into(),
+        ),
     }
 }
 

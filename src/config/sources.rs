@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
+use super::cli::DEFAULT_BIND;
 use super::Args;
 
 /// Where a resolved option value came from.
@@ -108,11 +109,15 @@ where
             // Keys are the options' long names, `-` or `_` alike (`max-requests`,
             // `pid`), or the positional `app`.
             let wanted = key.replace('_', "-");
-            let Some(arg) = cmd.get_arguments().find(|a| {
-                a.get_long().map_or(a.get_id().as_str() == wanted, |long| {
-                    long.replace('_', "-") == wanted
+            let Some(arg) = cmd
+                .get_arguments()
+                .find(|a| {
+                    a.get_long().map_or(a.get_id().as_str() == wanted, |long| {
+                        long.replace('_', "-") == wanted
+                    })
                 })
-            }) else {
+                .cloned()
+            else {
                 let msg = format!(
                     "config file {}: unknown option {key:?} (keys are the long option names, e.g. workers, max-requests)",
                     path.display()
@@ -125,11 +130,27 @@ where
                 let msg = format!("config file {}: {key}: {why}", path.display());
                 cmd.error(clap::error::ErrorKind::InvalidValue, msg)
             })?;
-            let values = if flag {
+            let values: Vec<String> = if flag {
                 values.into_iter().take(1).collect()
             } else {
                 values
             };
+            // Checked here, where the file can be named: as a default value
+            // clap would report it as if it came from the command line.
+            let long = arg.get_long().filter(|_| !flag).map(|l| format!("--{l}"));
+            for value in values.iter().filter(|_| long.is_some()) {
+                let alone = Command::new("ferrule")
+                    .no_binary_name(true)
+                    .arg(arg.clone().required(false).env(None::<&str>))
+                    .try_get_matches_from([long.as_deref().unwrap_or_default(), value]);
+                if let Err(err) = alone {
+                    let why = err.to_string();
+                    let why = why.lines().next().unwrap_or_default();
+                    let why = why.strip_prefix("error: ").unwrap_or(why);
+                    let msg = format!("config file {}: {key}: {why}", path.display());
+                    return Err(cmd.error(clap::error::ErrorKind::InvalidValue, msg));
+                }
+            }
             cmd = cmd.mut_arg(id.as_str(), |a| a.default_values(values).required(false));
             file_ids.push(id);
         }
@@ -143,7 +164,21 @@ where
             cmd = cmd.mut_arg("workers", |a| a.default_value(n));
         }
     }
-    let matches = cmd.try_get_matches_from_mut(&argv)?;
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
+        Ok(matches) => matches,
+        Err(err) if err.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            let place = match &config {
+                Some(path) => format!(" or as `app = \"MODULE:APP\"` in {}", path.display()),
+                None => String::new(),
+            };
+            let msg = format!(
+                "no application given: name it as MODULE:APP on the command line{place}, \
+                 e.g. ferrule examples.hello:app"
+            );
+            return Err(cmd.error(clap::error::ErrorKind::MissingRequiredArgument, msg));
+        }
+        Err(err) => return Err(err),
+    };
     let args = Args::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     let mut sources = BTreeMap::new();
     let mut values = BTreeMap::new();
@@ -178,7 +213,13 @@ where
         if let Ok(binds) = args.binds() {
             let list: Vec<String> = binds.iter().map(|b| toml_string(&b.spec)).collect();
             values.insert("bind".into(), format!("[{}]", list.join(", ")));
-            sources.insert("bind".into(), Source::Default);
+            // `Args::binds`' order: systemd's sockets, then $PORT.
+            let source = match binds.first() {
+                Some(bind) if bind.fd.is_some() => Source::Env("LISTEN_FDS".into()),
+                Some(bind) if bind.spec != DEFAULT_BIND => Source::Env("PORT".into()),
+                _ => Source::Default,
+            };
+            sources.insert("bind".into(), source);
         }
     }
     Ok(Resolved {
@@ -413,6 +454,25 @@ mod tests {
         let file = write("threads = 0\n");
         let err = parse(["ferrule", "-c", file.0.to_str().unwrap(), "m:app"]).unwrap_err();
         assert!(err.to_string().contains("threads"), "{err}");
+        let file = write("workers = \"two\"\n");
+        let path = file.0.to_str().unwrap();
+        let err = parse(["ferrule", "-c", path, "m:app"]).unwrap_err();
+        let expected =
+            format!("config file {path}: workers: invalid value 'two' for '--workers <N>'");
+        assert!(err.to_string().contains(&expected), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        // A value the command line overrides is still the file's mistake.
+        let err = parse(["ferrule", "-c", path, "-w", "2", "m:app"]).unwrap_err();
+        assert!(err.to_string().contains(&expected), "{err}");
+        let file = write("workers = 2\n");
+        let path = file.0.to_str().unwrap();
+        let err = parse(["ferrule", "-c", path]).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "no application given: name it as MODULE:APP on the command line or as `app = \"MODULE:APP\"` in {path}"
+            )),
+            "{err}"
+        );
         let err = parse(["ferrule", "-c", "/nonexistent/ferrule.toml", "m:app"]).unwrap_err();
         assert!(err.to_string().contains("cannot read config file"), "{err}");
     }

@@ -218,10 +218,10 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         errors::log(
             py,
             "info",
-            &format!(
-                "Reloading on changes: watching {} directories",
-                reloader.watched()
-            ),
+            &match reloader.watched() {
+                1 => "Reloading on changes: watching 1 directory".to_owned(),
+                n => format!("Reloading on changes: watching {n} directories"),
+            },
         );
         Some(reloader)
     } else {

@@ -25,12 +25,15 @@ LISTENING = re.compile(rb"Listening at: http://([^\s]+):(\d+)")
 TIMEOUT = 60
 
 
-def run_cli(*args: str, cwd: Path = BLACKBOX, script: bool = False):
-    """Run the CLI to completion (bounded); a server that starts instead is killed."""
+def run_cli(*args: str, cwd: Path = BLACKBOX, script: bool = False, env=None):
+    """Run the CLI to completion (bounded); a server that starts instead is killed.
+
+    ``env``: variables to set on top of this process's environment."""
     argv = [str(Path(PY).with_name("ferrule"))] if script else [PY, "-m", "ferrule"]
+    environ = {**os.environ, **(env or {})}
     try:
         return subprocess.run(
-            [*argv, *args], cwd=cwd, capture_output=True, timeout=TIMEOUT, text=True
+            [*argv, *args], cwd=cwd, capture_output=True, timeout=TIMEOUT, text=True, env=environ
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"ferrule {' '.join(args)} kept running (it should have exited): {exc}")
@@ -93,6 +96,33 @@ def test_app_load_error_exits_4_with_one_line(spec, name):
     assert len(lines) == 1, out.stderr
     assert name in lines[0]
     assert "Listening at" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-k", "gevent"], "one worker type"),
+        (["--worker-class", "uvicorn.workers.UvicornWorker"], "not ASGI: drop -k"),
+        (["--bind", "http://127.0.0.1:8080/"], "not a URL: write 127.0.0.1:8080"),
+        (["--bind", "8080"], "write :8080 for a port"),
+    ],
+    ids=["gevent", "asgi", "url", "bare-port"],
+)
+def test_gunicorn_habits_get_one_line_naming_the_fix(args, needle):
+    out = run_cli(*args, "apps.cli_apps:app")
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert needle in out.stderr.splitlines()[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_print_config_names_where_each_value_came_from():
+    out = run_cli("--print-config", "-k", "gthread", "apps.cli_apps:app", env={"PORT": "18599"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert 'worker-class = "gthread"  # command line' in lines, out.stdout
+    assert 'bind = ["0.0.0.0:18599"]  # $PORT' in lines, out.stdout
+    out = run_cli("--print-config", "apps.cli_apps:app", env={"PORT": ""})
+    assert 'bind = ["127.0.0.1:8000"]  # default' in out.stdout.splitlines(), out.stdout
 
 
 # --------------------------------------------------------------------------- options

@@ -28,6 +28,16 @@ def app_dir(tmp_path, monkeypatch):
 
             def broken_factory():
                 return 42
+
+            def create_app(name="default", *, debug=False):
+                def app(environ, start_response):
+                    return []
+                app.made_with = (name, debug)
+                return app
+
+            class factories:
+                def make(name):
+                    return create_app(name)
             """
         )
     )
@@ -62,6 +72,14 @@ def test_dotted_attribute_and_factory(app_dir):
         ("imports_missing:app", {}, "no_such_dependency_xyz"),
         ("my-app:app", {}, "write MODULE:APP"),
         (":app", {}, "write MODULE:APP"),
+        ("myapp.py:app", {}, "is a file path: name the module instead, e.g. myapp:app"),
+        ("src/web/myapp.py", {}, "e.g. src.web.myapp:application"),
+        ("myapp:not_callable", {}, "is an int, not a WSGI application"),
+        ("myapp:create_app(", {}, "not a name or a call such as create_app()"),
+        ("myapp:create_app(open('x'))", {}, "arguments must be literals"),
+        ("myapp:create_app(**{})", {}, "**kwargs is not allowed"),
+        ("myapp:not_callable()", {}, "is not callable, so it cannot be a factory"),
+        ("myapp:create_app(1, 2, 3)", {}, "calling the factory 'create_app' failed: TypeError"),
     ],
 )
 def test_errors_are_one_line_and_name_the_fix(app_dir, spec, kwargs, needle):
@@ -70,3 +88,21 @@ def test_errors_are_one_line_and_name_the_fix(app_dir, spec, kwargs, needle):
     message = str(info.value)
     assert needle in message
     assert "\n" not in message
+
+
+def test_factory_call_with_literal_arguments_as_gunicorn(app_dir):
+    assert load_app("myapp:create_app()").made_with == ("default", False)
+    assert load_app("myapp:create_app('prod', debug=True)").made_with == ("prod", True)
+    assert load_app("myapp:factories.make('x')").made_with == ("x", False)
+
+
+def test_a_spec_without_colon_names_the_default_attribute(app_dir):
+    with pytest.raises(AppLoadError) as info:
+        load_app("raises_not")
+    assert "no module named 'raises_not'" in str(info.value)
+    (app_dir / "no_default_attr.py").write_text("app = None\n")
+    with pytest.raises(AppLoadError) as info:
+        load_app("no_default_attr")
+    message = str(info.value)
+    assert "has no attribute 'application'" in message
+    assert "without a colon ferrule looks for 'application': write no_default_attr:NAME" in message
