@@ -365,8 +365,16 @@ fn parse_positive_seconds(value: &str) -> Result<f64, String> {
     }
 }
 
+/// The most seconds a timeout option takes: about 31 years. More would not
+/// fit the clocks' arithmetic (`Duration::from_secs_f64` panics past `u64`
+/// seconds, a deadline past `i64` seconds overflows).
+const MAX_SECONDS: f64 = 1e9;
+
 fn parse_seconds(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
+        Ok(secs) if secs > MAX_SECONDS => Err(format!(
+            "{value:?} is too many seconds (at most {MAX_SECONDS}; 0 disables a timeout that allows it)"
+        )),
         Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
         _ => Err(format!("{value:?} is not a number of seconds (0 or more)")),
     }
@@ -404,6 +412,8 @@ mod tests {
             &["--threads", "0", "m:app"][..],
             &["--workers", "0", "m:app"],
             &["--timeout", "-1", "m:app"],
+            &["--timeout", "1e300", "m:app"],
+            &["--body-timeout", "1e300", "m:app"],
             &["--bind", "x:y", "m:app"],
             &["--root-path", "app", "m:app"],
             &[],
