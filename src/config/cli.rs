@@ -61,9 +61,9 @@ pub struct Args {
     ///
     /// The clock starts with the call and again after each wait for the client (with
     /// `--threads 1`, for each item of the response too): each stretch the application runs
-    /// without waiting is measured on its own. A client slow to read the response or to send
-    /// the request body (which `--body-timeout` bounds) costs nothing here. The log names the
-    /// request (method, path, seconds). Default is 30.
+    /// without waiting is measured on its own. A client slow to read the response (which
+    /// `--send-timeout` bounds) or to send the request body (which `--body-timeout` bounds)
+    /// costs nothing here. The log names the request (method, path, seconds). Default is 30.
     #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
     pub timeout: f64,
 
@@ -208,6 +208,16 @@ pub struct Args {
     /// Longest wait, in seconds, for the next piece of a request body. Default is 60.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_positive_seconds)]
     pub body_timeout: f64,
+
+    /// Seconds a client may take no bytes of a response while some wait to be
+    /// sent before its connection is closed (nginx's `send_timeout`); 0 disables.
+    ///
+    /// Measured between two successive writes, not over the whole response: a
+    /// client that reads slowly but steadily is never cut off. With `--threads N`
+    /// it bounds how long a client that stopped reading holds a worker thread.
+    /// Default is 60.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub send_timeout: f64,
 
     /// Seconds that in-flight requests get to finish after SIGTERM or SIGINT.
     ///
@@ -396,6 +406,7 @@ mod tests {
         assert_eq!(args.root_path, "");
         assert_eq!(args.workers, 1);
         assert!((args.timeout - 30.0).abs() < f64::EPSILON);
+        assert!((args.send_timeout - 60.0).abs() < f64::EPSILON);
         assert_eq!(args.log_level, LogLevel::Info);
     }
 
@@ -414,6 +425,10 @@ mod tests {
             &["--timeout", "-1", "m:app"],
             &["--timeout", "1e300", "m:app"],
             &["--body-timeout", "1e300", "m:app"],
+            &["--send-timeout", "-1", "m:app"],
+            &["--send-timeout", "soon", "m:app"],
+            &["--send-timeout", "inf", "m:app"],
+            &["--send-timeout", "1e300", "m:app"],
             &["--bind", "x:y", "m:app"],
             &["--root-path", "app", "m:app"],
             &[],
