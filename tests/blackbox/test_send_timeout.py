@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -123,6 +124,34 @@ def test_a_file_sent_with_sendfile_to_a_client_that_stops_reading_is_cut_off(
         server.wait_for_log(LOG_LINE, timeout=CUT_OFF)
         assert drain(sock) < size
     assert small(server) == b"small"
+
+
+def test_a_tls_client_that_stops_reading_is_cut_off(ferrule_server, tmp_path, tls_pems):
+    # The timer sits under rustls: it sees the socket's writes, not rustls' buffer.
+    server = ferrule_server(
+        APP,
+        "--send-timeout",
+        "2",
+        "--certfile",
+        str(tls_pems["cert"]),
+        "--keyfile",
+        str(tls_pems["key"]),
+        env={"FERRULE_TEST_STATE": str(tmp_path)},
+    )
+    context = ssl.create_default_context(cafile=str(tls_pems["ca"]))
+    raw = connect((server.host, server.port), SMALL_WINDOW)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(request("GET", f"/stream?blocks={BLOCKS}&t=tls"))
+        assert "closed" in wait_events(tmp_path, "tls", "closed", CUT_OFF), server.log()
+        got = 0
+        sock.settimeout(CUT_OFF)
+        try:
+            while piece := sock.recv(1 << 20):
+                got += len(piece)
+        except (ssl.SSLError, ConnectionResetError):
+            pass  # no close_notify from a connection that was cut off
+        assert got < BLOCKS * BLOCK
+    assert LOG_LINE in server.log()
 
 
 # --------------------------------------------------------------------------- not cut off
