@@ -77,9 +77,9 @@ pub struct Args {
     ///
     /// The clock starts with the call and again after each wait for the client (with
     /// `--threads 1`, for each item of the response too): each stretch the application runs
-    /// without waiting is measured on its own. A client slow to read the response or to send
-    /// the request body (which `--body-timeout` bounds) costs nothing here. The log names the
-    /// request (method, path, seconds). Default is 30.
+    /// without waiting is measured on its own. A client slow to read the response (which
+    /// `--send-timeout` bounds) or to send the request body (which `--body-timeout` bounds)
+    /// costs nothing here. The log names the request (method, path, seconds). Default is 30.
     #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
     pub timeout: f64,
 
@@ -231,6 +231,16 @@ pub struct Args {
     /// Longest wait, in seconds, for the next piece of a request body. Default is 60.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_positive_seconds)]
     pub body_timeout: f64,
+
+    /// Seconds a client may take no bytes of a response while some wait to be
+    /// sent before its connection is closed (nginx's `send_timeout`); 0 disables.
+    ///
+    /// Measured between two successive writes, not over the whole response: a
+    /// client that reads slowly but steadily is never cut off. With `--threads N`
+    /// it bounds how long a client that stopped reading holds a worker thread.
+    /// Default is 60.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub send_timeout: f64,
 
     /// Seconds that in-flight requests get to finish after SIGTERM or SIGINT.
     ///
@@ -402,8 +412,16 @@ fn parse_worker_class(value: &str) -> Result<String, String> {
     }
 }
 
+/// The most seconds a timeout option takes: about 31 years. More would not
+/// fit the clocks' arithmetic (`Duration::from_secs_f64` panics past `u64`
+/// seconds, a deadline past `i64` seconds overflows).
+const MAX_SECONDS: f64 = 1e9;
+
 fn parse_seconds(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
+        Ok(secs) if secs > MAX_SECONDS => Err(format!(
+            "{value:?} is too many seconds (at most {MAX_SECONDS}; 0 disables a timeout that allows it)"
+        )),
         Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
         _ => Err(format!("{value:?} is not a number of seconds (0 or more)")),
     }
@@ -425,6 +443,7 @@ mod tests {
         assert_eq!(args.root_path, "");
         assert_eq!(args.workers, 1);
         assert!((args.timeout - 30.0).abs() < f64::EPSILON);
+        assert!((args.send_timeout - 60.0).abs() < f64::EPSILON);
         assert_eq!(args.log_level, LogLevel::Info);
     }
 
@@ -441,6 +460,12 @@ mod tests {
             &["--threads", "0", "m:app"][..],
             &["--workers", "0", "m:app"],
             &["--timeout", "-1", "m:app"],
+            &["--timeout", "1e300", "m:app"],
+            &["--body-timeout", "1e300", "m:app"],
+            &["--send-timeout", "-1", "m:app"],
+            &["--send-timeout", "soon", "m:app"],
+            &["--send-timeout", "inf", "m:app"],
+            &["--send-timeout", "1e300", "m:app"],
             &["--bind", "x:y", "m:app"],
             &["--root-path", "app", "m:app"],
             &[],

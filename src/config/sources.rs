@@ -478,6 +478,18 @@ mod tests {
     }
 
     #[test]
+    fn send_timeout_from_a_file_and_a_bad_one_named() {
+        let file = write("app = \"m:app\"\nsend-timeout = 2.5\n");
+        let r = parse(["ferrule", "-c", file.0.to_str().unwrap()]).unwrap();
+        assert!((r.args.send_timeout - 2.5).abs() < f64::EPSILON);
+        assert_eq!(r.sources["send-timeout"], Source::File(file.0.clone()));
+        let file = write("send_timeout = -1\n");
+        let err = parse(["ferrule", "-c", file.0.to_str().unwrap(), "m:app"]).unwrap_err();
+        assert!(err.to_string().contains("--send-timeout"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
     fn every_option_has_an_env_name_in_the_table() {
         let table = options_markdown();
         assert!(

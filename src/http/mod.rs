@@ -20,6 +20,7 @@ pub mod limits;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod reply;
+pub mod send_timeout;
 pub mod sendfile;
 pub mod server;
 pub mod tls;
@@ -30,5 +31,6 @@ pub use dispatch::{ConnectionKept, Dispatch, InlineHandler, Job, Origin, Request
 pub use head::{HeadBox, RequestHead};
 pub use limits::Limits;
 pub use reply::{FieldLines, Reply, ReplyExtra, ReplyReceiver, ReplySender, ReplySlot};
+pub use send_timeout::SendTimeout;
 pub use sendfile::{FileBody, SendfileQueue};
 pub use server::{run, Listener, Peer, RunOptions};

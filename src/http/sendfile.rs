@@ -327,6 +327,12 @@ pub struct SendfileIo<S> {
     lowat: std::sync::atomic::AtomicBool,
 }
 
+impl<S: AsRawFd> AsRawFd for SendfileIo<S> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
 impl<S: Socket> SendfileIo<S> {
     /// Wrap `inner`; the queue is for the [`FileBody`]s of its responses.
     pub fn new(inner: S) -> (SendfileIo<S>, Arc<SendfileQueue>) {

@@ -21,6 +21,10 @@
 //!    [`SendfileQueue`]: file bodies are sent with `sendfile(2)` where nothing
 //!    above the socket would see their placeholder bytes (see
 //!    [`super::sendfile`]).
+//! 5. Every connection's socket is wrapped in a [`SendTimeout`] (under TLS,
+//!    over the [`SendfileIo`]): a client that takes no response bytes for
+//!    [`RunOptions::send_timeout`] while some wait to be sent is cut off,
+//!    whichever of the above writes to it (see [`super::send_timeout`]).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -36,6 +40,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use super::send_timeout::{Report, SendTimeout};
 use super::sendfile::{SendfileIo, SendfileQueue};
 use super::{proxy_protocol, Dispatch, Limits, Origin};
 use crate::config::forwarded::TrustedProxies;
@@ -54,6 +59,14 @@ pub struct RunOptions {
     /// `--body-timeout`: the longest wait for the next piece of a request
     /// body. Default is 60 s.
     pub body_timeout: Duration,
+    /// `--send-timeout`: the longest a client may take no response bytes
+    /// while some wait to be sent (nginx's `send_timeout`, measured between
+    /// two writes, not over the whole response); then the connection is
+    /// closed. Zero disables it. Default is 60 s.
+    pub send_timeout: Duration,
+    /// Where a connection closed for `send_timeout` is reported. Default is
+    /// none: nothing is logged.
+    pub send_timeout_report: Option<Report>,
     /// After the stop, how long a connection may still start a request before
     /// it is closed when idle. Default is 0 (close idle connections at once).
     ///
@@ -77,6 +90,8 @@ impl Default for RunOptions {
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
             body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            send_timeout_report: None,
             drain_window: Duration::ZERO,
             limits: Limits::default(),
             tls: None,
@@ -147,6 +162,7 @@ pub async fn run(
                 }
                 (index, Ok(Accepted::Unix(stream))) => {
                     let (stream, files) = SendfileIo::new(stream);
+                    let stream = send_timed(stream, Peer::Unix, &options);
                     let task = serve_connection(stream, Peer::Unix, index, Some(files), dispatch.clone(), stop.clone(), &options);
                     if options.sequential {
                         task.await;
@@ -213,6 +229,8 @@ async fn serve_tcp(
     match &options.tls {
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            // Under rustls, so the timer sees the socket's writes, not its buffer.
+            let stream = send_timed(stream, Peer::Tcp(addr), &options);
             // The handshake counts toward the time a client has to send its head.
             let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
             if let Ok(Ok(tls)) = handshake.await {
@@ -223,9 +241,20 @@ async fn serve_tcp(
         None => {
             let (stream, files) = SendfileIo::new(stream);
             let peer = Peer::Tcp(addr);
+            let stream = send_timed(stream, peer, &options);
             serve_connection(stream, peer, index, Some(files), dispatch, stop, &options).await;
         }
     }
+}
+
+/// `stream` with `--send-timeout` on its writes (module docs, point 5).
+fn send_timed<S: std::os::fd::AsRawFd>(
+    stream: S,
+    peer: Peer,
+    options: &RunOptions,
+) -> SendTimeout<S> {
+    let report = options.send_timeout_report.clone();
+    SendTimeout::new(stream, options.send_timeout, peer, report)
 }
 
 /// Back off after an accept error: EMFILE and ENFILE clear when connections close.

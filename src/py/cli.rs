@@ -142,6 +142,7 @@ pub(crate) fn run_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         header_timeout: Duration::from_secs_f64(args.header_timeout),
         keep_alive: Duration::from_secs_f64(args.keep_alive),
         body_timeout: Duration::from_secs_f64(args.body_timeout),
+        send_timeout: Duration::from_secs_f64(args.send_timeout),
         access: args.access_logfile.as_ref().map(|_| {
             Arc::new(AccessLog {
                 format: AccessFormat::parse(&args.access_logformat)

@@ -15,6 +15,7 @@ use super::worker::{self, AccessLog, WorkerContext};
 use crate::config::forwarded::TrustedProxies;
 use crate::config::Bind;
 use crate::http::listener::{Bound, ListenOptions};
+use crate::http::send_timeout::Report;
 use crate::http::{self, Dispatch, Limits, RunOptions};
 use crate::supervisor::Scoreboard;
 
@@ -51,6 +52,7 @@ pub struct Server {
     header_timeout: Duration,
     keep_alive: Duration,
     body_timeout: Duration,
+    send_timeout: Duration,
     stop: watch::Sender<bool>,
 }
 
@@ -141,6 +143,7 @@ impl Server {
             header_timeout: options.header_timeout,
             keep_alive: options.keep_alive,
             body_timeout: options.body_timeout,
+            send_timeout: options.send_timeout,
             stop: watch::Sender::new(false),
         })
     }
@@ -253,6 +256,11 @@ impl Server {
             header_timeout: self.header_timeout,
             keep_alive: self.keep_alive,
             body_timeout: self.body_timeout,
+            send_timeout: self.send_timeout,
+            send_timeout_report: Some(Report::new(|line| {
+                // On the loop's thread: with --threads 1 it holds the GIL already.
+                Python::with_gil(|py| errors::log(py, "info", line));
+            })),
             drain_window: mode.drain_window,
             limits: self.limits,
             tls: self.tls.clone(),
@@ -384,6 +392,9 @@ pub(crate) struct BindOptions {
     pub keep_alive: Duration,
     /// `--body-timeout`: the longest wait for the next piece of a body.
     pub body_timeout: Duration,
+    /// `--send-timeout`: the longest a client may take no response bytes
+    /// while some wait to be sent (zero: no limit).
+    pub send_timeout: Duration,
 }
 
 impl BindOptions {
@@ -403,6 +414,7 @@ impl BindOptions {
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
             body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
