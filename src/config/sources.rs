@@ -137,12 +137,14 @@ where
             };
             // Checked here, where the file can be named: as a default value
             // clap would report it as if it came from the command line.
-            let long = arg.get_long().filter(|_| !flag).map(|l| format!("--{l}"));
+            let long = arg.get_long().filter(|_| !flag);
             for value in values.iter().filter(|_| long.is_some()) {
+                // `--name=value`: a value that starts with `-` stays a value.
+                let given = format!("--{}={value}", long.unwrap_or_default());
                 let alone = Command::new("ferrule")
                     .no_binary_name(true)
                     .arg(arg.clone().required(false).env(None::<&str>))
-                    .try_get_matches_from([long.as_deref().unwrap_or_default(), value]);
+                    .try_get_matches_from([given]);
                 if let Err(err) = alone {
                     let why = err.to_string();
                     let why = why.lines().next().unwrap_or_default();

@@ -1063,6 +1063,9 @@ mod tests {
     fn a_start_response_nobody_kept_is_reused_one_kept_is_not() {
         let _pool = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         Python::with_gil(|py| {
+            // An empty pool: what other tests left in it would be handed out
+            // below instead of new objects (the test ran after the weakref one).
+            let taken = POOL.take_all(py);
             let first = acquire(py, fresh()).unwrap();
             let write = start(&first).unwrap();
             assert!(
@@ -1099,6 +1102,7 @@ mod tests {
             let write = start(&kept).unwrap();
             assert!(write.getattr("__self__").unwrap().is(&kept));
             release(py, next);
+            drop(taken);
         });
     }
 
