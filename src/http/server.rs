@@ -6,7 +6,8 @@
 //!    connection (or serves connections one at a time, in order, when
 //!    [`RunOptions::sequential`] is set: wsgiref's `handle_request()`).
 //! 2. Every connection task watches the same stop flag. When it turns `true`,
-//!    the accept loop ends and each connection gets hyper's
+//!    the accept loop ends, the listeners are dropped (this process's
+//!    descriptors of them closed), and each connection gets hyper's
 //!    `graceful_shutdown()` (or the same from [`super::h1`]): the response in
 //!    flight is finished, keep-alive is switched off, an idle connection is
 //!    closed at once.
@@ -138,7 +139,7 @@ enum Accepted {
 /// Returns the number of connections still open when the graceful timeout
 /// ran out (they were aborted); 0 after a clean drain.
 pub async fn run(
-    listeners: &[Listener],
+    listeners: Vec<Listener>,
     dispatch: Arc<Dispatch>,
     mut stop: watch::Receiver<bool>,
     options: RunOptions,
@@ -151,7 +152,7 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => {}
-            accepted = accept_any(listeners) => match accepted {
+            accepted = accept_any(&listeners) => match accepted {
                 (index, Ok(Accepted::Tcp(stream, addr))) => {
                     let task = serve_tcp(stream, addr, index, dispatch.clone(), stop.clone(), options.clone());
                     if options.sequential {
@@ -175,6 +176,10 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    // Accept no more: a process that holds no other descriptor of a listener
+    // no longer keeps it open (a worker stopping for a reload or
+    // --max-requests; the master keeps its own for the next workers).
+    drop(listeners);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(options.graceful_timeout, drain)
         .await

@@ -38,6 +38,10 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 pub struct Server {
     app: Mutex<Py<PyAny>>,
     listeners: Mutex<Vec<Bound>>,
+    /// Per listener: handed to this process (`fd://N`, systemd's `LISTEN_FDS`),
+    /// so another process may share it and [`Server::stop_accepting`] only
+    /// closes this process's descriptor.
+    inherited: Vec<bool>,
     names: Vec<(String, String)>,
     described: Vec<String>,
     threads: u16,
@@ -64,9 +68,14 @@ pub(crate) struct ServeMode {
     pub max_requests: Option<u64>,
     /// Serve one connection at a time (wsgiref's `handle_request()`).
     pub sequential: bool,
-    /// Handle SIGTERM/SIGINT/SIGQUIT in Rust (the process belongs to ferrule);
-    /// otherwise let Python's handlers run (Ctrl-C raises KeyboardInterrupt).
+    /// The process's signals are handled elsewhere (a worker's signal thread,
+    /// which sets the stop flag: see `supervise`); otherwise let Python's
+    /// handlers run (Ctrl-C raises KeyboardInterrupt).
     pub handle_signals: bool,
+    /// This run is the process's last (a worker): take the listeners instead
+    /// of duplicating them, so the process holds one descriptor per listener
+    /// and closes it as soon as it stops accepting.
+    pub own_listeners: bool,
     /// After a stop, how long existing connections may still start a request
     /// (answered with `Connection: close`) before idle ones are closed.
     pub drain_window: Duration,
@@ -115,7 +124,9 @@ impl Server {
             );
             listeners.push(listener);
         }
-        Server::from_listeners(app, listeners, options)
+        let mut server = Server::from_listeners(app, listeners, options)?;
+        server.inherited = binds.iter().map(|bind| bind.fd.is_some()).collect();
+        Ok(server)
     }
 
     /// A server on listeners that are already bound (a forked worker's).
@@ -128,6 +139,7 @@ impl Server {
         let described = listeners.iter().map(Bound::describe).collect();
         Ok(Server {
             app: Mutex::new(app),
+            inherited: vec![false; listeners.len()],
             listeners: Mutex::new(listeners),
             names,
             described,
@@ -160,6 +172,38 @@ impl Server {
         listeners.iter().map(Bound::try_clone).collect()
     }
 
+    /// Stop accepting for good, in every process that shares the listeners,
+    /// then close them and remove the Unix socket files this process made.
+    ///
+    /// Closing this process's descriptors is not enough: the kernel keeps a
+    /// socket listening (and queues new connections nobody will accept) until
+    /// every process's descriptor is closed, and a worker whose event loop's
+    /// thread is inside the application (`--threads 1`) cannot close its own
+    /// before the call returns. `shutdown(2)` on a listening socket stops it
+    /// for all of them at once: a TCP connect is then refused (ECONNREFUSED),
+    /// and so is a connect to a Unix socket. This is how gunicorn's closing
+    /// of its listeners behaves. A socket handed to the process (systemd's)
+    /// is only closed: its owner still listens on it.
+    pub(crate) fn stop_accepting(&self) {
+        use std::os::fd::AsRawFd;
+        {
+            let listeners = self.listeners.lock().expect("listener lock");
+            for (listener, inherited) in listeners.iter().zip(&self.inherited) {
+                if !inherited {
+                    // SAFETY: shuts down a socket this process owns; the descriptor stays valid.
+                    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
+                }
+            }
+        }
+        self.close_listeners();
+    }
+
+    /// The sender of the stop flag: `true` stops the run after its in-flight
+    /// requests (a worker's signal thread sets it on SIGTERM).
+    pub(crate) fn stop_flag(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
     /// Close the listeners and remove the Unix socket files this process made.
     pub(crate) fn close_listeners(&self) {
         let mut listeners = self.listeners.lock().expect("listener lock");
@@ -171,7 +215,11 @@ impl Server {
 
     /// Serve until stopped (module docs of [`crate::http::server`]).
     pub(crate) fn run(&self, py: Python<'_>, mode: ServeMode) -> PyResult<()> {
-        let listeners = self.listeners()?;
+        let listeners = if mode.own_listeners {
+            std::mem::take(&mut *self.listeners.lock().expect("listener lock"))
+        } else {
+            self.listeners()?
+        };
         if listeners.is_empty() {
             return Err(PyRuntimeError::new_err("the server is closed"));
         }
@@ -267,7 +315,6 @@ impl Server {
             proxy_protocol: self.proxy_protocol.clone(),
         };
         let stop = self.stop.subscribe();
-        let listeners = &listeners[..];
         let handle_signals = mode.handle_signals;
         let mut immediate = false;
         let serve = || {
@@ -281,28 +328,10 @@ impl Server {
                     // Ends a turn the runtime never parks to end (`turn`).
                     tokio::spawn(http::turn::keep());
                 }
-                let mut signals = Signals::new(handle_signals)?;
                 let mut interrupted = None;
                 loop {
                     tokio::select! {
                         aborted = &mut run => return Ok::<_, std::io::Error>((aborted, interrupted)),
-                        name = signals.recv() => {
-                            // Under a master, only QUIT is immediate: a Ctrl-C in a
-                            // terminal reaches the worker directly *and* through
-                            // the master, and must not drop in-flight requests.
-                            // The master escalates a repeated signal to QUIT.
-                            let stopping = *self.stop.borrow();
-                            if name == "SIGQUIT" || (stopping && mode.board.is_none()) {
-                                Python::with_gil(|py| errors::log(py, "info", &format!("{name}: stopping now")));
-                                immediate = true;
-                                return Ok((0, interrupted));
-                            }
-                            if stopping {
-                                continue;
-                            }
-                            Python::with_gil(|py| errors::log(py, "info", &format!("{name}: finishing in-flight requests, then stopping")));
-                            self.stop.send_replace(true);
-                        }
                         _ = tokio::time::sleep(SIGNAL_CHECK), if !handle_signals => {
                             if let Err(err) = Python::with_gil(|py| py.check_signals()) {
                                 if interrupted.is_some() {
@@ -432,43 +461,6 @@ fn join(py: Python<'_>, workers: Vec<std::thread::JoinHandle<()>>, timeout: Dura
             }
         }
     });
-}
-
-/// SIGTERM, SIGINT and SIGQUIT, when the server owns the process (the CLI).
-struct Signals {
-    streams: Vec<(tokio::signal::unix::Signal, &'static str)>,
-}
-
-impl Signals {
-    fn new(enabled: bool) -> std::io::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut streams = Vec::new();
-        if enabled {
-            for (kind, name) in [
-                (SignalKind::terminate(), "SIGTERM"),
-                (SignalKind::interrupt(), "SIGINT"),
-                (SignalKind::quit(), "SIGQUIT"),
-            ] {
-                streams.push((signal(kind)?, name));
-            }
-        }
-        Ok(Signals { streams })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        if self.streams.is_empty() {
-            return std::future::pending().await;
-        }
-        std::future::poll_fn(|cx| {
-            for (stream, name) in &mut self.streams {
-                if stream.poll_recv(cx).is_ready() {
-                    return std::task::Poll::Ready(*name);
-                }
-            }
-            std::task::Poll::Pending
-        })
-        .await
-    }
 }
 
 #[pymethods]

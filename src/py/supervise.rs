@@ -4,19 +4,44 @@
 //! fork (`PyOS_BeforeFork`, `PyOS_AfterFork_Parent`/`_Child`), as `os.fork()`
 //! does, so locks held by other threads and `os.register_at_fork` hooks (the
 //! `logging` module's among them) are set right in the child.
+//!
+//! A worker's signals are taken by a thread of its own ([`watch_signals`]),
+//! installed before the worker unblocks them (see
+//! [`crate::supervisor::signals`]), so they are handled from the worker's
+//! first instant and while an application call is in progress:
+//!
+//! - SIGTERM or SIGINT sets the server's stop flag: the worker stops
+//!   accepting and finishes its in-flight requests. A repeated one is ignored:
+//!   a Ctrl-C in a terminal reaches the worker directly *and* through the
+//!   master, and the master escalates a repeated signal to SIGQUIT.
+//! - SIGQUIT ends the process at once, as gunicorn's workers do: the thread
+//!   logs it and flushes the log handlers (waiting at most [`FAST_STOP_FLUSH`]
+//!   for the GIL), then calls `_exit(0)`. No attempt is made to unwind the
+//!   application: with `--threads 1` the event loop's own thread may be inside
+//!   a call that sleeps or waits on a socket, which no Python exception would
+//!   interrupt, and the responses in flight are dropped by a fast stop anyway.
+//! - SIGUSR1 reopens the log files (`logging.FileHandler`s of the `ferrule`
+//!   loggers); the requests go on.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::errors;
 use super::server::{ServeMode, Server};
+use crate::supervisor::signals::{WorkerSignal, WorkerSignals};
 use crate::supervisor::{self, Level, Scoreboard, Spawn, APP_LOAD_ERROR};
 
 /// How long a stopping worker keeps letting idle connections start a request.
 const DRAIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// The longest a worker told to stop at once (SIGQUIT) waits for the GIL to
+/// log and flush its log handlers before it exits anyway.
+const FAST_STOP_FLUSH: Duration = Duration::from_secs(1);
 
 /// Forks workers that serve `server`'s listeners.
 pub(crate) struct PySpawner<'a, 'py> {
@@ -122,14 +147,7 @@ impl Spawn for PySpawner<'_, '_> {
         // SAFETY: in the child, right after fork, with the GIL.
         unsafe { ffi::PyOS_AfterFork_Child() };
         let code = self.worker(slot);
-        let _ = self
-            .py
-            .import("logging")
-            .and_then(|l| l.call_method0("shutdown"));
-        let _ = self.py.import("sys").and_then(|sys| {
-            sys.getattr("stdout")?.call_method0("flush")?;
-            sys.getattr("stderr")?.call_method0("flush")
-        });
+        flush_logs(self.py);
         // SAFETY: the worker is done; leave without unwinding into the master's frames.
         unsafe { libc::_exit(code) }
     }
@@ -146,17 +164,29 @@ impl Spawn for PySpawner<'_, '_> {
     fn reopen_logs(&mut self) {
         reopen_logs(self.py);
     }
+
+    fn stop_accepting(&mut self) {
+        self.server.stop_accepting();
+    }
 }
 
 impl PySpawner<'_, '_> {
     /// The worker's life after the fork; returns its exit status.
     fn worker(&self, slot: usize) -> i32 {
         let py = self.py;
-        if let Err(err) = supervisor::signals::unblock() {
+        // Handlers first, then unblock: a signal sent meanwhile waits for them.
+        let watched = WorkerSignals::install().and_then(|signals| {
+            let stop = self.server.stop_flag();
+            std::thread::Builder::new()
+                .name("ferrule-signals".to_owned())
+                .spawn(move || watch_signals(signals, &stop))?;
+            supervisor::signals::unblock()
+        });
+        if let Err(err) = watched {
             errors::log(
                 py,
                 "error",
-                &format!("worker cannot unblock signals: {err}"),
+                &format!("worker cannot set up its signal handling: {err}"),
             );
             return 1;
         }
@@ -184,6 +214,7 @@ impl PySpawner<'_, '_> {
             max_requests,
             sequential: false,
             handle_signals: true,
+            own_listeners: true,
             drain_window: DRAIN_WINDOW,
             board: Some((self.board.clone(), slot)),
             multiprocess: self.multiprocess,
@@ -278,6 +309,68 @@ fn jitter(max: u64) -> u64 {
     let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ supervisor::scoreboard::now_ms().wrapping_mul(0xBF58_476D_1CE4_E5B9);
     seed % (max + 1)
+}
+
+/// A worker's signal thread (module docs): act on each signal as it comes.
+fn watch_signals(mut signals: WorkerSignals, stop: &watch::Sender<bool>) {
+    let mut stopping = false;
+    while let Some(signal) = signals.recv() {
+        let name = match signal {
+            WorkerSignal::Term => "SIGTERM",
+            WorkerSignal::Int => "SIGINT",
+            WorkerSignal::Quit => "SIGQUIT",
+            WorkerSignal::Usr1 => "SIGUSR1",
+        };
+        match signal {
+            WorkerSignal::Usr1 => Python::with_gil(|py| {
+                reopen_logs(py);
+                errors::log(py, "info", &format!("{name}: log files reopened"));
+            }),
+            WorkerSignal::Quit => exit_now(name),
+            WorkerSignal::Term | WorkerSignal::Int if !stopping => {
+                stopping = true;
+                stop.send_replace(true);
+                Python::with_gil(|py| {
+                    errors::log(
+                        py,
+                        "info",
+                        &format!("{name}: finishing in-flight requests, then stopping"),
+                    );
+                });
+            }
+            WorkerSignal::Term | WorkerSignal::Int => {}
+        }
+    }
+}
+
+/// SIGQUIT: log, flush the logs (at most [`FAST_STOP_FLUSH`]), and leave.
+fn exit_now(name: &str) -> ! {
+    let message = format!("{name}: stopping now");
+    let (done, flushed) = std::sync::mpsc::channel();
+    // The GIL may be held by a thread that never lets go (an application stuck
+    // in C code): the flush runs on a thread of its own, and is given up on.
+    let _ = std::thread::Builder::new().spawn(move || {
+        Python::with_gil(|py| {
+            errors::log(py, "info", &message);
+            flush_logs(py);
+        });
+        let _ = done.send(());
+    });
+    let _ = flushed.recv_timeout(FAST_STOP_FLUSH);
+    // SAFETY: ends the process at once; nothing is unwound, no atexit hook runs
+    // (as after a worker's normal end, see `PySpawner::spawn`).
+    unsafe { libc::_exit(0) }
+}
+
+/// Flush and close the log handlers and Python's standard streams.
+fn flush_logs(py: Python<'_>) {
+    let _ = py
+        .import("logging")
+        .and_then(|l| l.call_method0("shutdown"));
+    let _ = py.import("sys").and_then(|sys| {
+        sys.getattr("stdout")?.call_method0("flush")?;
+        sys.getattr("stderr")?.call_method0("flush")
+    });
 }
 
 /// SIGUSR1: reopen every `logging.FileHandler` of the `ferrule` loggers.

@@ -11,13 +11,17 @@
 //!    past `--timeout` (waits for the client do not count; the log names the
 //!    request), and fork until the current generation has as many workers as
 //!    wanted. A dead worker is thus replaced within one tick of its SIGCHLD.
-//! 3. Signals: TERM and INT stop gracefully (workers finish in-flight requests,
-//!    then exit; after `--graceful-timeout` they are killed: Ctrl-C in a
-//!    terminal should not drop the request being watched); QUIT stops fast (a
-//!    second TERM or INT too);
-//!    HUP starts a new generation and stops the old one once every new worker
-//!    has sent a heartbeat (so some worker always accepts); TTIN/TTOU change the
-//!    number wanted; USR1 reopens log files here and in every worker.
+//! 3. Signals (gunicorn's arbiter): TERM and INT stop gracefully: the master
+//!    stops accepting at once ([`Spawn::stop_accepting`]: new clients are
+//!    refused), the workers finish their in-flight requests, then exit; after
+//!    `--graceful-timeout` they are killed (Ctrl-C in a terminal should not
+//!    drop the request being watched). QUIT stops fast, and so does a second
+//!    TERM or INT: the workers get SIGQUIT and exit within about a second even
+//!    inside an application call; one still there after [`FAST_STOP_LIMIT`]
+//!    is killed. HUP starts a new generation and stops the old one once every
+//!    new worker has sent a heartbeat (so some worker always accepts; the
+//!    listeners stay open); TTIN/TTOU change the number wanted; USR1 reopens
+//!    log files here and in every worker, which keep serving.
 //! 4. A worker that exits with [`APP_LOAD_ERROR`] (it could not import the
 //!    application) stops the master with that status: no respawn loop.
 //!
@@ -40,6 +44,12 @@ pub const APP_LOAD_ERROR: i32 = 4;
 
 /// The longest the master sleeps between two looks at its workers.
 pub const TICK: Duration = Duration::from_millis(250);
+
+/// How long workers get to exit after a fast stop (QUIT, or a second TERM or
+/// INT) before the master kills them. A worker exits by itself within about a
+/// second of its SIGQUIT, even inside an application call; this bounds a
+/// worker that cannot (stopped, or stuck in the kernel).
+pub const FAST_STOP_LIMIT: Duration = Duration::from_secs(3);
 
 /// Severity of a master log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +77,12 @@ pub trait Spawn {
 
     /// Reopen log files (SIGUSR1).
     fn reopen_logs(&mut self);
+
+    /// Stop accepting connections for good, in every process: the server is
+    /// stopping (TERM, INT, QUIT), so new clients are refused at once rather
+    /// than queued for workers that will never accept them. Not called for
+    /// a reload (HUP), whose new workers accept on the same listeners.
+    fn stop_accepting(&mut self);
 }
 
 /// How the master runs.
@@ -111,6 +127,7 @@ pub fn run(
         wanted: config.workers.max(1),
         generation: 0,
         stopping: None,
+        fast_since: None,
         exit: 0,
         reloader,
         paused: false,
@@ -125,6 +142,8 @@ struct Master<'a> {
     wanted: usize,
     generation: u64,
     stopping: Option<Instant>,
+    /// When a fast stop (QUIT, a second TERM or INT) was sent to the workers.
+    fast_since: Option<Instant>,
     exit: i32,
     reloader: Option<Reloader>,
     /// A `--reload` generation failed to import the application: wait for a change.
@@ -141,6 +160,12 @@ impl Master<'_> {
                 }
                 if since.elapsed() > self.config.graceful_timeout {
                     self.kill_all(spawner, "graceful timeout passed");
+                } else if self
+                    .fast_since
+                    .is_some_and(|s| s.elapsed() > FAST_STOP_LIMIT)
+                {
+                    self.kill_all(spawner, "it did not stop at once");
+                    self.fast_since = None;
                 }
             } else {
                 if let Some(path) = self.reloader.as_mut().and_then(Reloader::changed) {
@@ -314,12 +339,15 @@ impl Master<'_> {
     fn begin_stop(&mut self, spawner: &mut impl Spawn, sig: libc::c_int) {
         if self.stopping.is_none() {
             self.stopping = Some(Instant::now());
+            spawner.stop_accepting();
+        }
+        if sig == libc::SIGQUIT {
+            self.fast_since = Some(Instant::now());
         }
         for worker in &mut self.workers {
             signal(worker.pid, sig);
             worker.stopping_since.get_or_insert_with(Instant::now);
         }
-        let _ = spawner;
     }
 
     fn kill_all(&mut self, spawner: &mut impl Spawn, why: &str) {
@@ -339,9 +367,7 @@ impl Master<'_> {
             Signal::Chld => {}
             Signal::Term | Signal::Int | Signal::Quit if self.stopping.is_some() => {
                 spawner.log(Level::Info, "Second stop signal: stopping now");
-                for worker in &self.workers {
-                    signal(worker.pid, libc::SIGQUIT);
-                }
+                self.begin_stop(spawner, libc::SIGQUIT);
             }
             Signal::Term | Signal::Int => {
                 let name = if sig == Signal::Term { "term" } else { "int" };
@@ -372,6 +398,7 @@ impl Master<'_> {
                 );
             }
             Signal::Usr1 => {
+                spawner.log(Level::Info, "Handling signal: usr1 (reopening log files)");
                 spawner.reopen_logs();
                 for worker in &self.workers {
                     signal(worker.pid, libc::SIGUSR1);

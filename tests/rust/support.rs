@@ -44,7 +44,7 @@ where
             let listener =
                 http::Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).unwrap());
             let dispatch = Arc::new(Dispatch::new(jobs_tx, None, stop, limits));
-            http::run(&[listener], dispatch, stop_rx, options).await;
+            http::run(vec![listener], dispatch, stop_rx, options).await;
         });
     });
     (port, stop_tx)
