@@ -82,26 +82,16 @@ where
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let mut cmd = command();
-    // First pass, lenient: only to find -c/--config (or FERRULE_CONFIG).
-    let config = Command::new("ferrule")
+    // First pass, lenient: only to find -c/--config (or FERRULE_CONFIG),
+    // wherever it is among the other options (they are all known here, so
+    // none of their values is taken for it).
+    let config = command()
         .ignore_errors(true)
         .disable_help_flag(true)
         .disable_version_flag(true)
-        .arg(
-            clap::Arg::new("config")
-                .short('c')
-                .long("config")
-                .env("FERRULE_CONFIG"),
-        )
-        .arg(
-            clap::Arg::new("rest")
-                .num_args(0..)
-                .allow_hyphen_values(true)
-                .trailing_var_arg(true),
-        )
         .try_get_matches_from(&argv)
         .ok()
-        .and_then(|m| m.get_one::<String>("config").map(PathBuf::from));
+        .and_then(|m| m.get_one::<PathBuf>("config").cloned());
     let mut file_ids = Vec::new();
     if let Some(path) = &config {
         let table = read_table(path).map_err(|e| cmd.error(clap::error::ErrorKind::Io, e))?;
@@ -364,12 +354,13 @@ mod tests {
         pub struct Path(pub std::path::PathBuf);
         impl Path {
             pub fn new(text: &str) -> Path {
-                let n = std::sync::atomic::AtomicUsize::new(0);
+                // One name per file of the process: tests run in parallel.
+                static MADE: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
                 let path = std::env::temp_dir().join(format!(
-                    "ferrule-config-{}-{}-{}.toml",
+                    "ferrule-config-{}-{}.toml",
                     std::process::id(),
-                    n.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                    text.len()
+                    MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 ));
                 std::fs::write(&path, text).unwrap();
                 Path(path)
@@ -477,6 +468,22 @@ mod tests {
         );
         let err = parse(["ferrule", "-c", "/nonexistent/ferrule.toml", "m:app"]).unwrap_err();
         assert!(err.to_string().contains("cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn the_config_file_is_read_wherever_it_is_given() {
+        let file = write("workers = 3\n");
+        let path = file.0.to_str().unwrap();
+        let joined = format!("--config={path}");
+        for argv in [
+            vec!["ferrule", "--threads", "2", "-c", path, "m:app"],
+            vec!["ferrule", "m:app", "--config", path],
+            vec!["ferrule", "-b", "127.0.0.1:0", &joined, "m:app"],
+        ] {
+            let r = parse(argv.clone()).unwrap();
+            assert_eq!(r.args.workers, 3, "{argv:?}");
+            assert_eq!(r.sources["workers"], Source::File(file.0.clone()));
+        }
     }
 
     #[test]
