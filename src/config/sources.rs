@@ -158,7 +158,7 @@ where
     }
     let matches = match cmd.try_get_matches_from_mut(&argv) {
         Ok(matches) => matches,
-        Err(err) if err.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+        Err(err) if missing_only_the_app(&err) => {
             let place = match &config {
                 Some(path) => format!(" or as `app = \"MODULE:APP\"` in {}", path.display()),
                 None => String::new(),
@@ -219,6 +219,18 @@ where
         sources,
         values,
     })
+}
+
+/// Whether `err` says the one thing missing is the positional MODULE:APP
+/// (not an option another requires, such as `--keyfile` for `--certfile`).
+fn missing_only_the_app(err: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue};
+    err.kind() == clap::error::ErrorKind::MissingRequiredArgument
+        && matches!(
+            err.get(ContextKind::InvalidArg),
+            Some(ContextValue::Strings(missing))
+                if missing.len() == 1 && missing[0].contains("MODULE:APP")
+        )
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, String> {
@@ -457,6 +469,9 @@ mod tests {
         // A value the command line overrides is still the file's mistake.
         let err = parse(["ferrule", "-c", path, "-w", "2", "m:app"]).unwrap_err();
         assert!(err.to_string().contains(&expected), "{err}");
+        // A missing option another requires keeps clap's message.
+        let err = parse(["ferrule", "--certfile", "c.pem", "m:app"]).unwrap_err();
+        assert!(err.to_string().contains("--keyfile"), "{err}");
         let file = write("workers = 2\n");
         let path = file.0.to_str().unwrap();
         let err = parse(["ferrule", "-c", path]).unwrap_err();
