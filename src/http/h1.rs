@@ -35,7 +35,11 @@
 //!    field, if any, even one that says `close`); and a body of unknown length
 //!    close-delimited, with no framing field: the connection closes after it.
 //!    Head and body go out in one vectored write when the body is ready;
-//!    stream chunks are gathered while they keep coming.
+//!    stream chunks are gathered while they keep coming. On the inline path a
+//!    whole response of up to 1 KiB after which the connection stays open is
+//!    left in the connection's [`Outbox`], which the end of the loop's turn
+//!    writes ([`super::turn`]); anything else this connection writes later
+//!    waits until the outbox is empty.
 //!    A body that fails, or ends short of its `Content-Length`, closes the
 //!    connection without completing the message; bytes past the length are
 //!    cut off (never sent, so the framing holds), as hyper does.
@@ -73,6 +77,7 @@ use tokio::time::Instant;
 use super::dispatch::{failure_response, INLINE_BODY_MAX};
 use super::framer::Timeouts;
 use super::head::{name_is, FieldSpan, HeadBox};
+use super::turn::Outbox;
 use super::{
     Dispatch, FieldLines, Limits, Origin, Reply, ReplyExtra, RequestBody, RequestHead, ResponseBody,
 };
@@ -108,6 +113,10 @@ pub(super) enum Served<S> {
 pub(super) struct Conn<'a> {
     pub dispatch: &'a Dispatch,
     pub origin: &'a Origin,
+    /// The socket, when bytes written to it straight need nothing more
+    /// (plain TCP or Unix: no TLS): whole responses then go out at the end
+    /// of the loop's turn ([`super::turn::Outbox`]).
+    pub fd: Option<std::os::fd::RawFd>,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub drain_window: Duration,
@@ -157,6 +166,7 @@ where
     // front of it refuses a head over its own limit.
     let max_head = cx.limits.head_buffer().min(super::framer::MAX_HEAD);
     let body_timeout = cx.timeouts.body;
+    let mut outbox = cx.fd.and_then(Outbox::new);
     // Registered once and kept: waiting on them again costs at most a poll,
     // not a new registration per request, and no poll while nothing changed
     // ([`Kept`]).
@@ -187,26 +197,44 @@ where
                         // over --limit-request-field-size: 431) are its to
                         // answer, after the hand-off.
                         if !lines_ok(&buf[..head.len], &spans, cx.limits.field_size) {
-                            return handoff(io, buf, clock.drain_at);
+                            return handoff(io, buf, clock.drain_at, &mut outbox).await;
                         }
                         break head;
                     }
                     Parsed::Partial if buf.len() <= max_head => {}
-                    _ => return handoff(io, buf, clock.drain_at),
+                    _ => return handoff(io, buf, clock.drain_at, &mut outbox).await,
                 }
             }
-            let wait = read_more(&mut io, &mut buf, &mut stop_signal, &mut timer, &mut clock);
+            let wait = read_more(
+                &mut io,
+                &mut buf,
+                &mut stop_signal,
+                &mut timer,
+                &mut clock,
+                &mut outbox,
+            );
             match wait.await {
                 Ok(Wait::Read) => {}
-                Ok(Wait::End) if !buf.is_empty() => return handoff(io, buf, clock.drain_at),
+                Ok(Wait::Unwritten) => {
+                    if settle(&mut io, &mut outbox).await.is_err() {
+                        return Served::Closed;
+                    }
+                }
+                Ok(Wait::End) if !buf.is_empty() => {
+                    return handoff(io, buf, clock.drain_at, &mut outbox).await
+                }
                 Ok(Wait::End | Wait::Idle | Wait::Drained) => {
-                    let _ = io.shutdown().await;
+                    if settle(&mut io, &mut outbox).await.is_ok() {
+                        let _ = io.shutdown().await;
+                    }
                     return Served::Closed;
                 }
                 Ok(Wait::Late) => {
                     let refusal = super::framer::Refusal::late_head(cx.timeouts.header);
                     let reply = super::framer::refusal_response(&refusal);
-                    if write_all(&mut io, &mut [&reply]).await.is_ok() {
+                    if settle(&mut io, &mut outbox).await.is_ok()
+                        && write_all(&mut io, &mut [&reply]).await.is_ok()
+                    {
                         let _ = io.shutdown().await;
                     }
                     return Served::Closed;
@@ -223,7 +251,7 @@ where
                 // A token the http crate refuses: hyper answers it.
                 let mut all = BytesMut::from(&frozen[..]);
                 all.extend_from_slice(&buf);
-                return handoff(io, all, clock.drain_at);
+                return handoff(io, all, clock.drain_at, &mut outbox).await;
             }
         };
         // The request, then its response; a stop meanwhile starts the drain
@@ -239,28 +267,22 @@ where
                     .check_plain(&request, head.body as u64, head.counts)
                 {
                     Err(refused) => Reply::from(*refused),
-                    Ok(()) => match read_body(&mut io, &mut buf, head.body, body_timeout).await {
-                        Ok(body) => {
-                            let body = RequestBody::Buffered(body);
-                            let lines = std::mem::take(&mut lines_buffer);
-                            // A turn past its budget ends before this call.
-                            super::turn::admit(received).await;
-                            let reply = cx
-                                .dispatch
-                                .submit(cx.origin, request, body, received, lines)
-                                .await;
-                            // A whole body goes out with the rest of the
-                            // loop's turn (`turn`: inline only).
-                            if matches!(
-                                reply.body,
-                                ResponseBody::Full(_) | ResponseBody::Small | ResponseBody::Empty
-                            ) {
-                                super::turn::wait(received).await;
+                    Ok(()) => {
+                        match read_body(&mut io, &mut buf, head.body, body_timeout, &mut outbox)
+                            .await
+                        {
+                            Ok(body) => {
+                                let body = RequestBody::Buffered(body);
+                                let lines = std::mem::take(&mut lines_buffer);
+                                // A turn past its budget ends before this call.
+                                super::turn::admit(received).await;
+                                cx.dispatch
+                                    .submit(cx.origin, request, body, received, lines)
+                                    .await
                             }
-                            reply
+                            Err(refused) => refused.into(),
                         }
-                        Err(refused) => refused.into(),
-                    },
+                    }
                 }
             });
             watching(exchange, &mut stop_signal, &mut clock).await
@@ -276,6 +298,7 @@ where
                 keep_alive,
                 &mut out,
                 &mut lines_buffer,
+                (&mut outbox, received),
             ));
             watching(response, &mut stop_signal, &mut clock).await
         };
@@ -287,7 +310,9 @@ where
         }
         clock.idle_since = Instant::now();
         if clock.drain_at.is_some_and(|at| clock.idle_since >= at) {
-            let _ = io.shutdown().await;
+            if settle(&mut io, &mut outbox).await.is_ok() {
+                let _ = io.shutdown().await;
+            }
             return Served::Closed;
         }
     }
@@ -406,11 +431,39 @@ impl Clock {
     }
 }
 
-fn handoff<S>(io: S, unread: BytesMut, drain_at: Option<Instant>) -> Served<S> {
+/// Hand the connection to hyper, once the responses its outbox holds are
+/// written (hyper's go after them).
+async fn handoff<S: AsyncWrite + Unpin>(
+    mut io: S,
+    unread: BytesMut,
+    drain_at: Option<Instant>,
+    outbox: &mut Option<Outbox>,
+) -> Served<S> {
+    if settle(&mut io, outbox).await.is_err() {
+        return Served::Closed;
+    }
     Served::Handoff {
         io,
         unread,
         drain_at,
+    }
+}
+
+/// Write what the connection's outbox holds that the end of the turn could
+/// not: wait for the end of the turn if bytes were left in this one, then
+/// write what it did not (the socket's buffer was full) through `io`.
+///
+/// # Errors
+///
+/// The error the end of the turn's write met, or this write's.
+async fn settle<S: AsyncWrite + Unpin>(io: &mut S, outbox: &mut Option<Outbox>) -> io::Result<()> {
+    let Some(outbox) = outbox.as_mut().filter(|outbox| outbox.pending()) else {
+        return Ok(());
+    };
+    match outbox.rest().await {
+        None => Ok(()),
+        Some(Ok(rest)) => write_all(io, &mut [&rest]).await,
+        Some(Err(err)) => Err(err),
     }
 }
 
@@ -425,6 +478,9 @@ enum Wait {
     Late,
     /// Idle once the drain window after the stop flag has passed.
     Drained,
+    /// The end of the turn could not write all of a response the outbox
+    /// held: the task writes the rest ([`settle`]).
+    Unwritten,
 }
 
 /// Read more bytes into `buf`, watching the connection's waits (module docs
@@ -439,6 +495,7 @@ async fn read_more<S: AsyncRead + Unpin, W: Future<Output = ()>>(
     stop_signal: &mut Kept<'_, W, impl FnMut(&W) -> bool>,
     timer: &mut Kept<'_, tokio::time::Sleep, impl FnMut(&tokio::time::Sleep) -> bool>,
     clock: &mut Clock,
+    outbox: &mut Option<Outbox>,
 ) -> io::Result<Wait> {
     // Between requests (nothing unread), a buffer down to half its room gets
     // it back: once the last request's bytes are released this reuses the
@@ -494,6 +551,10 @@ async fn read_more<S: AsyncRead + Unpin, W: Future<Output = ()>>(
             () = sleep_until(clock.drain_at), if idle && clock.drain_at.is_some() => {
                 return Ok(Wait::Drained);
             }
+            () = poll_fn(|_| outbox.as_mut().map_or(Poll::Pending, Outbox::poll_stopped)),
+                if outbox.as_ref().is_some_and(Outbox::pending) => {
+                return Ok(Wait::Unwritten);
+            }
         }
     }
 }
@@ -520,13 +581,19 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 ///
 /// The response to send instead: 408 when a piece is late, 400 when the
 /// client ends the body early (as [`super::dispatch`]'s `read_whole`).
-async fn read_body<S: AsyncRead + Unpin>(
+async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
     len: usize,
     timeout: Duration,
+    outbox: &mut Option<Outbox>,
 ) -> Result<Bytes, Response<ResponseBody>> {
     if buf.len() < len {
+        // A client may wait for the last response before it sends the rest:
+        // what the end of the turn could not write of it goes first.
+        if settle(io, outbox).await.is_err() {
+            return Err(failure_response(StatusCode::BAD_REQUEST));
+        }
         buf.reserve(len - buf.len());
         while buf.len() < len {
             match tokio::time::timeout(timeout, io.read_buf(buf)).await {
@@ -707,6 +774,7 @@ async fn respond<S: AsyncWrite + Unpin>(
     keep_alive: bool,
     out: &mut Vec<u8>,
     lines_buffer: &mut Vec<u8>,
+    (outbox, received): (&mut Option<Outbox>, std::time::Instant),
 ) -> io::Result<bool> {
     let Reply {
         status,
@@ -729,26 +797,47 @@ async fn respond<S: AsyncWrite + Unpin>(
         keep_alive,
         out,
     );
-    let complete = match (whole, framing) {
-        (_, Framing::Length(0)) => {
+    // The usual case: head and body in one write. Bytes past the length
+    // are cut off; a body short of it leaves the message incomplete.
+    let copied = match (whole, framing) {
+        (_, Framing::Length(0)) => Some(true),
+        (Some(data), Framing::Length(n)) if data.len().min(n as usize) <= COPIED_INTO_HEAD => {
+            out.extend_from_slice(&data[..data.len().min(n as usize)]);
+            Some(data.len() as u64 >= n)
+        }
+        _ => None,
+    };
+    let complete = if let Some(full_length) = copied {
+        // A whole response after which the connection stays open goes out
+        // with the end of the loop's turn, which writes it (`turn`: inline
+        // only): the task goes on to the next request at once.
+        let left = full_length
+            && !close
+            && match outbox.as_mut() {
+                Some(outbox) => {
+                    poll_fn(|cx| Poll::Ready(outbox.leave(out, received, cx.waker()))).await
+                }
+                None => false,
+            };
+        if !left {
+            settle(io, outbox).await?;
+            super::turn::wait(received).await;
             write_all(io, &mut [out]).await?;
-            true
         }
-        (Some(data), Framing::Length(n)) => {
-            // The usual case: head and body in one write. Bytes past the
-            // length are cut off; a body short of it leaves the message
-            // incomplete.
-            let full_length = data.len() as u64 >= n;
-            let data = &data[..data.len().min(n as usize)];
-            if data.len() <= COPIED_INTO_HEAD {
-                out.extend_from_slice(data);
-                write_all(io, &mut [out]).await?;
-            } else {
-                write_all(io, &mut [out, data]).await?;
+        full_length
+    } else {
+        settle(io, outbox).await?;
+        if whole.is_some() {
+            // A whole body goes out with the rest of the loop's turn.
+            super::turn::wait(received).await;
+        }
+        match (whole, framing) {
+            (Some(data), Framing::Length(n)) => {
+                write_all(io, &mut [out, &data[..data.len().min(n as usize)]]).await?;
+                data.len() as u64 >= n
             }
-            full_length
+            _ => send_body(io, &mut body, framing, out).await?,
         }
-        _ => send_body(io, &mut body, framing, out).await?,
     };
     let buffer = lines.into_buffer();
     if buffer.capacity() <= LINES_BUFFER_MAX {

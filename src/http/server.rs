@@ -30,6 +30,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -162,9 +163,10 @@ pub async fn run(
                     }
                 }
                 (index, Ok(Accepted::Unix(stream))) => {
+                    let fd = stream.as_raw_fd();
                     let (stream, files) = SendfileIo::new(stream);
                     let stream = send_timed(stream, Peer::Unix, &options);
-                    let task = serve_connection(stream, Peer::Unix, index, Some(files), dispatch.clone(), stop.clone(), &options);
+                    let task = serve_connection(stream, Peer::Unix, index, Some((files, fd)), dispatch.clone(), stop.clone(), &options);
                     if options.sequential {
                         task.await;
                     } else {
@@ -244,20 +246,26 @@ async fn serve_tcp(
             }
         }
         None => {
+            let fd = stream.as_raw_fd();
             let (stream, files) = SendfileIo::new(stream);
             let peer = Peer::Tcp(addr);
             let stream = send_timed(stream, peer, &options);
-            serve_connection(stream, peer, index, Some(files), dispatch, stop, &options).await;
+            serve_connection(
+                stream,
+                peer,
+                index,
+                Some((files, fd)),
+                dispatch,
+                stop,
+                &options,
+            )
+            .await;
         }
     }
 }
 
 /// `stream` with `--send-timeout` on its writes (module docs, point 5).
-fn send_timed<S: std::os::fd::AsRawFd>(
-    stream: S,
-    peer: Peer,
-    options: &RunOptions,
-) -> SendTimeout<S> {
+fn send_timed<S: AsRawFd>(stream: S, peer: Peer, options: &RunOptions) -> SendTimeout<S> {
     let report = options.send_timeout_report.clone();
     SendTimeout::new(stream, options.send_timeout, peer, report)
 }
@@ -267,13 +275,15 @@ async fn accept_error(_err: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Serve HTTP/1.1 on `stream`; `sendfile` is given when `stream` is a
-/// [`SendfileIo`] right on the socket (see [`super::sendfile`]).
+/// Serve HTTP/1.1 on `stream`; `plain` is given when `stream` is a
+/// [`SendfileIo`] right on the socket (see [`super::sendfile`]), with the
+/// socket's descriptor: bytes written to it straight need nothing more (no
+/// TLS).
 fn serve_connection<S>(
     stream: S,
     peer: Peer,
     listener: usize,
-    sendfile: Option<Arc<SendfileQueue>>,
+    plain: Option<(Arc<SendfileQueue>, std::os::fd::RawFd)>,
     dispatch: Arc<Dispatch>,
     mut stop: watch::Receiver<bool>,
     options: &RunOptions,
@@ -286,6 +296,7 @@ where
     let limits = options.limits;
     let keep_alive = options.keep_alive;
     let body_timeout = options.body_timeout;
+    let (sendfile, fd) = plain.unzip();
     async move {
         let abort = Arc::new(Notify::new());
         let writev = sendfile.is_some();
@@ -307,6 +318,7 @@ where
         let conn = super::h1::Conn {
             dispatch: &dispatch,
             origin: &origin,
+            fd,
             limits,
             timeouts,
             drain_window,

@@ -6,6 +6,7 @@
   ``O``, with ``Content-Length: L`` when given.
 - ``/gen?size=N&chunk=C&seed=S``: a generator body of ``N`` deterministic bytes.
 - ``/small?id=X``: ``small:X``.
+- ``/pad?id=X&size=N``: ``pad:X:`` and dots, ``N`` bytes in all (one whole body).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def app(environ, start_response):
         data = pattern(size, seed)
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (data[i : i + chunk] for i in range(0, size, chunk))
+    if path == "/pad":
+        out = f"pad:{q.get('id', '')}:".encode()
+        out += b"." * (int(q["size"]) - len(out))
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]
     if path == "/small":
         out = f"small:{q.get('id', '')}".encode()
         start_response("200 OK", [("Content-Length", str(len(out)))])

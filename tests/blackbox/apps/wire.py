@@ -56,9 +56,15 @@ class Response:
 class Wire:
     """A TCP connection to 127.0.0.1 with a receive buffer."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.settimeout(timeout)
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = TIMEOUT,
+        rcvbuf: int | None = None,
+    ) -> None:
+        """``rcvbuf``: the socket's receive buffer in bytes, as :func:`connect` sets it."""
+        self.sock = connect((host, port), rcvbuf, timeout)
         self.buf = b""
         self.eof = False
 
