@@ -38,8 +38,8 @@
 //!    stream chunks are gathered while they keep coming. On the inline path a
 //!    whole response of up to 1 KiB after which the connection stays open is
 //!    left in the connection's [`Outbox`], which the end of the loop's turn
-//!    writes ([`super::turn`]); anything else this connection writes later
-//!    waits until the outbox is empty.
+//!    writes ([`super::turn`]); the next request's call, and anything else
+//!    this connection writes, waits until the outbox is empty.
 //!    A body that fails, or ends short of its `Content-Length`, closes the
 //!    connection without completing the message; bytes past the length are
 //!    cut off (never sent, so the framing holds), as hyper does.
@@ -242,6 +242,12 @@ where
                 Err(_) => return Served::Closed,
             }
         };
+        // A request pipelined behind a response the outbox holds: that
+        // response goes out before this request's call, which may take long
+        // (the end of the turn writes it; the task then goes on).
+        if settle(&mut io, &mut outbox).await.is_err() {
+            return Served::Closed;
+        }
         let received = std::time::Instant::now();
         clock.head_since = None;
         let frozen = buf.split_to(head.len).freeze();
@@ -268,9 +274,7 @@ where
                 {
                     Err(refused) => Reply::from(*refused),
                     Ok(()) => {
-                        match read_body(&mut io, &mut buf, head.body, body_timeout, &mut outbox)
-                            .await
-                        {
+                        match read_body(&mut io, &mut buf, head.body, body_timeout).await {
                             Ok(body) => {
                                 let body = RequestBody::Buffered(body);
                                 let lines = std::mem::take(&mut lines_buffer);
@@ -581,19 +585,13 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 ///
 /// The response to send instead: 408 when a piece is late, 400 when the
 /// client ends the body early (as [`super::dispatch`]'s `read_whole`).
-async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(
+async fn read_body<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
     len: usize,
     timeout: Duration,
-    outbox: &mut Option<Outbox>,
 ) -> Result<Bytes, Response<ResponseBody>> {
     if buf.len() < len {
-        // A client may wait for the last response before it sends the rest:
-        // what the end of the turn could not write of it goes first.
-        if settle(io, outbox).await.is_err() {
-            return Err(failure_response(StatusCode::BAD_REQUEST));
-        }
         buf.reserve(len - buf.len());
         while buf.len() < len {
             match tokio::time::timeout(timeout, io.read_buf(buf)).await {

@@ -340,23 +340,20 @@ impl Outbox {
     /// to write, or the write's error. Returns at once when none were left.
     pub async fn rest(&mut self) -> Option<io::Result<Vec<u8>>> {
         let turn_no = self.left_in?;
-        std::future::poll_fn(|cx| {
+        let id = self.id;
+        let rest = std::future::poll_fn(|cx| {
             TURN.with_borrow_mut(|turn| {
-                if turn.ended != turn_no {
-                    Poll::Ready(())
-                } else {
+                if turn.ended == turn_no {
                     turn.responses.push(cx.waker().clone());
-                    Poll::Pending
+                    return Poll::Pending;
                 }
+                let at = turn.unwritten.iter().position(|(o, _)| *o == id);
+                Poll::Ready(at.map(|at| turn.unwritten.swap_remove(at).1))
             })
         })
         .await;
         self.left_in = None;
-        let id = self.id;
-        TURN.with_borrow_mut(|turn| {
-            let at = turn.unwritten.iter().position(|(o, _)| *o == id)?;
-            Some(turn.unwritten.swap_remove(at).1)
-        })
+        rest
     }
 }
 
