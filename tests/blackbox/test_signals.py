@@ -25,40 +25,13 @@ from pathlib import Path
 
 import pytest
 from apps import events
+from apps.procs import get, wait_until, wait_workers, workers
 
 APP = "apps.workers_apps:app"
 TIMEOUT = 30.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def workers(master: int) -> set[int]:
-    """The live (not zombie) child processes of ``master``."""
-    live = set()
-    for task in Path(f"/proc/{master}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-                live.add(int(pid))
-    return live
-
-
-def wait_until(what: str, check: Callable[[], object], timeout: float = TIMEOUT):
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
-    return value
-
-
-def wait_workers(master: int, count: int) -> set[int]:
-    return wait_until(f"{count} workers", lambda: (w := workers(master)) and len(w) == count and w)
 
 
 class Request(threading.Thread):
@@ -88,16 +61,6 @@ def in_flight(server, state: Path, seconds: float, token: str) -> Request:
     request = Request(server, f"/sleep?s={seconds}&t={token}")
     wait_until("the slow request runs", lambda: events(state, token))
     return request
-
-
-def get(server, path: str = "/") -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def exit_code(server, within: float) -> int:

@@ -25,12 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from apps import events
+from apps.procs import get, wait_until, wait_workers, workers
 from apps.wire import connect
 from apps.workers_apps import block
 
@@ -41,56 +41,6 @@ LISTENING = re.compile(rb"Listening at: http://([^\s]+):(\d+)")
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def _state_and_ppid(pid: int) -> tuple[str, int] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1])
-
-
-def workers(master: int) -> set[int]:
-    """The live (not zombie) child processes of ``master``."""
-    candidates: set[int] = set()
-    try:
-        for task in Path(f"/proc/{master}/task").iterdir():
-            candidates.update(int(p) for p in (task / "children").read_text().split())
-    except OSError:  # no /proc/<pid>/task/*/children: scan every process
-        candidates = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
-    live = set()
-    for pid in candidates:
-        info = _state_and_ppid(pid)
-        if info and info[1] == master and info[0] not in ("Z", "X"):
-            live.add(pid)
-    return live
-
-
-def wait_until(what: str, check: Callable[[], object], timeout: float, interval=0.01):
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
-
-
-def wait_workers(master: int, count: int, timeout: float = 30.0) -> set[int]:
-    """Wait until ``master`` has exactly ``count`` live children; return them."""
-
-    def check():
-        now = workers(master)
-        return now if len(now) == count else None
-
-    try:
-        return wait_until(f"{count} workers", check, timeout, interval=0.05)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; children now: {sorted(workers(master))}") from None
 
 
 # --------------------------------------------------------------------------- load
@@ -235,17 +185,6 @@ class Load:
         ]
         print("\n".join(lines))
         return "\n".join(lines)
-
-
-def get(server, path: str = "/", timeout: float = CLIENT_TIMEOUT) -> tuple[int, bytes]:
-    """One request on a fresh connection."""
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def boots(log: str) -> list[int]:
