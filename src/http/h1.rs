@@ -805,6 +805,8 @@ async fn respond<S: AsyncWrite + Unpin>(
         }
         _ => None,
     };
+    // The outbox holds nothing of this connection's here: the request's
+    // `settle` ran before its call.
     let complete = if let Some(full_length) = copied {
         // A whole response after which the connection stays open goes out
         // with the end of the loop's turn, which writes it (`turn`: inline
@@ -818,13 +820,11 @@ async fn respond<S: AsyncWrite + Unpin>(
                 None => false,
             };
         if !left {
-            settle(io, outbox).await?;
             super::turn::wait(received).await;
             write_all(io, &mut [out]).await?;
         }
         full_length
     } else {
-        settle(io, outbox).await?;
         if whole.is_some() {
             // A whole body goes out with the rest of the loop's turn.
             super::turn::wait(received).await;
