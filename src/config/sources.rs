@@ -85,7 +85,8 @@ where
     // First pass, lenient: only to find -c/--config (or FERRULE_CONFIG),
     // wherever it is among the other options (they are all known here, so
     // none of their values is taken for it).
-    let config = command()
+    let config = cmd
+        .clone()
         .ignore_errors(true)
         .disable_help_flag(true)
         .disable_version_flag(true)
