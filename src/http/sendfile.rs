@@ -649,18 +649,31 @@ mod tests {
     }
 
     /// Over loopback TCP: a file the socket takes at once leaves the socket
-    /// as it was; one it cannot (8 MiB, past `tcp_wmem`'s largest buffer)
-    /// sets [`UNSENT_LOWAT`], and every byte of both still arrives.
+    /// as it was; one it cannot (8 MiB, past `tcp_wmem`'s largest buffer and
+    /// the reader's 64 KiB window) sets [`UNSENT_LOWAT`], and every byte of
+    /// both still arrives.
     #[test]
     fn a_file_too_large_for_the_socket_limits_what_waits_unsent() {
         let small: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
         let large: Vec<u8> = (0..SEGMENT_MAX as u32).map(|i| (i % 253) as u8).collect();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut theirs = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // A reader draining as fast as the sender writes could take all 8 MiB
+        // within one `sendfile` (the test failed 4 runs in 25): the reader
+        // starts only after the large file's first write, and its receive
+        // buffer, set before connecting, keeps the window small meanwhile.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let mut theirs: std::net::TcpStream = socket.into();
         let (ours, _) = listener.accept().unwrap();
         ours.set_nonblocking(true).unwrap();
         let total = small.len() + large.len();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
+            let _ = wait.recv();
             let mut got = vec![0; total];
             theirs.read_exact(&mut got).unwrap();
             got
@@ -685,6 +698,9 @@ mod tests {
                     sent += std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, rest))
                         .await
                         .unwrap();
+                    if len == SEGMENT_MAX as u64 {
+                        let _ = go.send(());
+                    }
                 }
                 lowats.push(unsent_lowat(&io.inner));
             }
