@@ -61,8 +61,8 @@ pub(crate) struct ListenerInfo {
 ///
 /// `PyDict_Copy` of a template clones its table, size and all, so the room
 /// the template's fifteen keys leave is what a connection's template
-/// ([`Connection`]: two keys, the fields of [`VALUE_KEPT`] and `CONTENT_TYPE`,
-/// at most [`CONNECTION_KEYS_MAX`])
+/// ([`Connection`]: two keys, the fields of [`VALUE_KEPT`], `CONTENT_TYPE`
+/// and `CONTENT_LENGTH`, at most [`CONNECTION_KEYS_MAX`])
 /// and then a request's own keys fill without the dict growing (a resize,
 /// and the old table freed, per request). A request's field that the
 /// connection keeps takes no more room; one it does not keep takes an entry,
@@ -134,7 +134,8 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
 /// ([`Reuse`]), else a copy of the connection's template (see
 /// [`Connection`]), plus the request's own keys.
 ///
-/// The dict already holds the kept fields of the connection's first request:
+/// The dict already holds the kept fields, method, `Content-Type` and
+/// `Content-Length` of the connection's first request:
 /// a field whose value is byte-equal to the kept one is not set again (a
 /// dict insert is ~130 instructions, issue 5), one that differs is set, and
 /// a kept key this request lacks is deleted; a key the last request on a
@@ -156,9 +157,10 @@ pub(crate) fn build<'py>(
     let vars = RequestVars::new(head, root_path);
     let connection = Connection::of(py, template, peer, kept, &vars)?;
     let (mut env, stale) = connection.take_environ(py)?;
-    // The template says GET, no query, HTTP/1.1 ([`template`]): a dict
-    // insert is ~130 instructions, three of them a request (issue 5).
-    if vars.method != "GET" {
+    // The connection's template has its first request's method (the
+    // listener's says GET), no query, HTTP/1.1 ([`template`]): a dict insert
+    // is ~130 instructions, three of them a request (issue 5).
+    if vars.method != &*connection.method {
         env.set(
             intern!(py, "REQUEST_METHOD"),
             intern_method(py, vars.method),
@@ -179,14 +181,25 @@ pub(crate) fn build<'py>(
             intern_protocol(py, vars.protocol),
         )?;
     }
-    match (vars.content_type, &connection.content_type) {
-        (Some(value), Some(kept)) if **kept == *value => {} // as the template has it
-        (Some(value), _) => env.set(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?,
-        (None, Some(_)) => env.delete(intern!(py, "CONTENT_TYPE"))?,
-        (None, None) => {}
-    }
-    if let Some(value) = vars.content_length {
-        env.set(intern!(py, "CONTENT_LENGTH"), latin1(py, value)?)?;
+    let framing = [
+        (
+            intern!(py, "CONTENT_TYPE"),
+            vars.content_type,
+            &connection.content_type,
+        ),
+        (
+            intern!(py, "CONTENT_LENGTH"),
+            vars.content_length,
+            &connection.content_length,
+        ),
+    ];
+    for (key, value, kept) in framing {
+        match (value, kept) {
+            (Some(value), Some(kept)) if **kept == *value => {} // as the template has it
+            (Some(value), _) => env.set(key, latin1(py, value)?)?,
+            (None, Some(_)) => env.delete(key)?,
+            (None, None) => {}
+        }
     }
     if !trusted.is_empty() && trusted.trusts(peer.ip()) {
         apply_forwarded(py, &mut env, head)?;
@@ -386,6 +399,13 @@ struct Connection {
     /// request after request), at most [`VALUE_KEPT_MAX`] bytes: `env` holds
     /// it as `CONTENT_TYPE`.
     content_type: Option<Box<[u8]>>,
+    /// The first request's `Content-Length`, at most [`VALUE_KEPT_MAX`]
+    /// bytes: `env` holds it as `CONTENT_LENGTH` (a client that posts the
+    /// same form or the same size of record sends the same one).
+    content_length: Option<Box<[u8]>>,
+    /// The first request's method: `env` holds it as `REQUEST_METHOD` (the
+    /// listener's template says GET; a client that posts keeps posting).
+    method: Box<str>,
     /// The environ of the request in flight, then of the last one ([`Reuse`]).
     reuse: GILProtected<RefCell<Reuse>>,
 }
@@ -481,20 +501,34 @@ impl Connection {
         }
         // Kept only while the connection's template leaves the room
         // [`TEMPLATE_ROOM`] counts on (a first request with every field of
-        // `VALUE_KEPT` has none left for it).
-        let content_type = vars
-            .content_type
-            .filter(|value| value.len() <= VALUE_KEPT_MAX)
-            // The connection's two keys and its kept fields, then this one.
-            .filter(|_| 2 + (kept.count_ones() as usize) < CONNECTION_KEYS_MAX);
-        if let Some(value) = content_type {
-            env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value)?)?;
+        // `VALUE_KEPT` has none left for them): the connection's two keys
+        // and its kept fields, then these.
+        let mut keys = 2 + kept.count_ones() as usize;
+        let mut keep = |key: &Bound<'_, PyString>, value: Option<&[u8]>| {
+            let value = value
+                .filter(|value| value.len() <= VALUE_KEPT_MAX)
+                .filter(|_| keys < CONNECTION_KEYS_MAX);
+            if let Some(value) = value {
+                env.set_item(key, latin1(py, value)?)?;
+                keys += 1;
+            }
+            PyResult::Ok(value.map(Box::from))
+        };
+        let content_type = keep(intern!(py, "CONTENT_TYPE"), vars.content_type)?;
+        let content_length = keep(intern!(py, "CONTENT_LENGTH"), vars.content_length)?;
+        if vars.method != "GET" {
+            env.set_item(
+                intern!(py, "REQUEST_METHOD"),
+                intern_method(py, vars.method),
+            )?;
         }
         Ok(Connection {
             env: env.unbind(),
             kept,
             values,
-            content_type: content_type.map(Box::from),
+            content_type,
+            content_length,
+            method: vars.method.into(),
             reuse: GILProtected::new(RefCell::new(Reuse::default())),
         })
     }
@@ -1048,6 +1082,66 @@ mod tests {
             assert_eq!(made.kept.count_ones() as usize, every.len() - 1);
             assert_eq!(text(made.env.bind(py), "CONTENT_TYPE"), None);
             assert!(made.env.bind(py).len() <= 15 + CONNECTION_KEYS_MAX);
+        });
+    }
+
+    #[test]
+    fn a_kept_method_and_content_length_are_set_only_where_they_differ() {
+        use http::Method;
+        let with = |method: &str, fields: &[(&str, &[u8])]| {
+            // No query: a request with one sets `QUERY_STRING`.
+            let mut head = RequestHead::from_lines("/p", fields);
+            head.method = Method::from_bytes(method.as_bytes()).unwrap();
+            head
+        };
+        let length: (&str, &[u8]) = ("Content-Length", b"4096");
+        let sequence: Vec<(&str, RequestHead)> = vec![
+            ("first", with("POST", &[length])),
+            ("same", with("POST", &[length])),
+            ("other length", with("POST", &[("Content-Length", b"10")])),
+            ("get", with("GET", &[])),
+            ("put", with("PUT", &[length])),
+            ("again", with("POST", &[length])),
+            ("extension", with("PURGE", &[("content-length", b"0")])),
+            ("head", with("HEAD", &[])),
+            ("last", with("POST", &[length])),
+        ];
+        Python::with_gil(|py| {
+            let (info, template, peer) = connection_setup(py);
+            let template = template.bind(py);
+            let kept = ConnectionKept::new();
+            same_as_fresh(py, template, &info, peer, &kept, &sequence);
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            let made_env = made.env.bind(py);
+            assert_eq!(text(made_env, "REQUEST_METHOD").as_deref(), Some("POST"));
+            assert_eq!(text(made_env, "CONTENT_LENGTH").as_deref(), Some("4096"));
+            // The request that repeats the first changes no key of the
+            // connection's template: nothing to set, nothing to put back.
+            let changed = || {
+                let reuse = made.reuse.get(py).borrow();
+                reuse.flight.as_ref().unwrap().2.len()
+            };
+            let (_, repeat) = &sequence[1];
+            let env = build(py, template, repeat, peer, &kept, &info).unwrap();
+            assert_eq!(changed(), 0, "a repeated POST sets no key");
+            release(py, env, &kept);
+            let (_, get) = &sequence[3];
+            build(py, template, get, peer, &kept, &info).unwrap();
+            assert_eq!(
+                changed(),
+                2,
+                "a GET sets REQUEST_METHOD, deletes CONTENT_LENGTH"
+            );
+            // A connection that starts with a GET keeps the listener's.
+            let kept = ConnectionKept::new();
+            let plain = with("GET", &[]);
+            build(py, template, &plain, peer, &kept, &info).unwrap();
+            let made = kept.get().unwrap().downcast_ref::<Connection>().unwrap();
+            assert_eq!(
+                text(made.env.bind(py), "REQUEST_METHOD").as_deref(),
+                Some("GET")
+            );
+            assert_eq!(text(made.env.bind(py), "CONTENT_LENGTH"), None);
         });
     }
 
