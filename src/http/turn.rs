@@ -65,8 +65,11 @@ struct Turn {
     responses: Vec<Waker>,
     /// Requests held back for the next turn.
     requests: Vec<Waker>,
-    /// When the request of the turn's first waiting response arrived.
-    first: Option<Instant>,
+    /// [`BUDGET`] after the request of the turn's first waiting response
+    /// arrived: a request that arrives then or later waits for the next turn
+    /// (kept as the sum, so each request compares two instants, no
+    /// subtraction).
+    due: Option<Instant>,
     /// Counts the turns [`end`] ended: [`keep`] ends only the turn it saw begin.
     ended: u64,
     /// [`keep`]'s waker while it waits for a turn to begin.
@@ -101,7 +104,7 @@ thread_local! {
             active: false,
             responses: Vec::new(),
             requests: Vec::new(),
-            first: None,
+            due: None,
             ended: 0,
             keeper: None,
             writes: Vec::new(),
@@ -147,7 +150,7 @@ pub fn end() -> bool {
     let mut woken = WOKEN.take();
     let (mut writes, mut bytes) = WRITING.take();
     TURN.with_borrow_mut(|turn| {
-        turn.first = None;
+        turn.due = None;
         turn.ended = turn.ended.wrapping_add(1);
         woken.append(&mut turn.responses);
         woken.append(&mut turn.requests);
@@ -287,8 +290,8 @@ impl Outbox {
             {
                 return false;
             }
-            if turn.first.is_none() {
-                turn.first = Some(received);
+            if turn.due.is_none() {
+                turn.due = Some(received + BUDGET);
                 if let Some(keeper) = turn.keeper.take() {
                     keeper.wake();
                 }
@@ -385,7 +388,7 @@ pub async fn keep() {
         // Wait for a turn to begin.
         let turn = std::future::poll_fn(|cx| {
             TURN.with_borrow_mut(|turn| {
-                if turn.first.is_some() {
+                if turn.due.is_some() {
                     Poll::Ready(turn.ended)
                 } else {
                     turn.keeper = Some(cx.waker().clone());
@@ -449,16 +452,14 @@ impl Future for Wait {
                 return false;
             }
             if request {
-                let over = turn
-                    .first
-                    .is_some_and(|first| received.saturating_duration_since(first) >= BUDGET);
+                let over = turn.due.is_some_and(|due| received >= due);
                 if over {
                     turn.requests.push(cx.waker().clone());
                 }
                 over
             } else {
-                if turn.first.is_none() {
-                    turn.first = Some(received);
+                if turn.due.is_none() {
+                    turn.due = Some(received + BUDGET);
                     if let Some(keeper) = turn.keeper.take() {
                         keeper.wake();
                     }
