@@ -203,7 +203,9 @@ impl PySpawner<'_, '_> {
             match (self.load)(py) {
                 Ok(app) => self.server.set_app_object(py, app),
                 Err(message) => {
-                    eprintln!("Error: {message}");
+                    // Through the error log (its format, its file): the
+                    // master goes on serving with the workers it has.
+                    errors::log(py, "error", &message);
                     return APP_LOAD_ERROR;
                 }
             }

@@ -23,7 +23,13 @@
 //!    listeners stay open); TTIN/TTOU change the number wanted; USR1 reopens
 //!    log files here and in every worker, which keep serving.
 //! 4. A worker that exits with [`APP_LOAD_ERROR`] (it could not import the
-//!    application) stops the master with that status: no respawn loop.
+//!    application) stops the master with that status when no other worker
+//!    is serving (at start, gunicorn's rule): no respawn loop. When others
+//!    are (a HUP whose new code does not import, or a replacement worker
+//!    that meets code broken on disk since), they keep serving: a failed new
+//!    generation is stopped and the last one stays current, and a worker is
+//!    started again only after [`HOLD_RETRY`] or at the next HUP
+//!    ([`Master::hold`]). With `--reload`, the next source change tries again.
 //!
 //! What a worker does after the fork is behind [`Spawn`], so this module stays
 //! free of Python.
@@ -41,6 +47,12 @@ use signals::Signal;
 
 /// gunicorn's exit status for "the application could not be loaded".
 pub const APP_LOAD_ERROR: i32 = 4;
+
+/// How long the master waits, after a worker could not import the
+/// application while others serve, before it starts a missing worker again
+/// (module docs, point 4): one failed try (two log lines) per period while
+/// the code stays broken.
+pub const HOLD_RETRY: Duration = Duration::from_secs(10);
 
 /// The longest the master sleeps between two looks at its workers.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -131,6 +143,7 @@ pub fn run(
         exit: 0,
         reloader,
         paused: false,
+        retry_at: None,
     }
     .run(spawner)
 }
@@ -146,8 +159,11 @@ struct Master<'a> {
     fast_since: Option<Instant>,
     exit: i32,
     reloader: Option<Reloader>,
-    /// A `--reload` generation failed to import the application: wait for a change.
+    /// A worker could not import the application: start none until the
+    /// next HUP (or, with `--reload`, source change), or `retry_at`.
     paused: bool,
+    /// When a paused master tries a missing worker again (not with `--reload`).
+    retry_at: Option<Instant>,
 }
 
 impl Master<'_> {
@@ -173,12 +189,17 @@ impl Master<'_> {
                         Level::Info,
                         &format!("Reloading: {} changed", path.display()),
                     );
-                    self.generation += 1;
+                    self.generation = self.newest() + 1;
                     self.paused = false;
+                    self.retry_at = None;
                 }
                 self.kill_overdue(spawner);
+                self.retire(spawner);
+                if self.retry_at.is_some_and(|at| Instant::now() >= at) {
+                    self.paused = false;
+                    self.retry_at = None;
+                }
                 if !self.paused {
-                    self.retire(spawner);
                     self.fill(spawner);
                 }
             }
@@ -186,6 +207,15 @@ impl Master<'_> {
                 self.on_signal(signal, spawner);
             }
         }
+    }
+
+    /// The newest generation ever started: a new one must differ from every
+    /// worker's, those of a generation given up ([`Master::hold`]) too.
+    fn newest(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.generation)
+            .fold(self.generation, u64::max)
     }
 
     fn current(&self) -> impl Iterator<Item = &Worker> {
@@ -298,19 +328,8 @@ impl Master<'_> {
             let expected = worker.stopping_since.is_some() || self.stopping.is_some();
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
-                if code == APP_LOAD_ERROR && self.reloader.is_some() && self.stopping.is_none() {
-                    spawner.log(
-                        Level::Error,
-                        "a worker could not load the application: waiting for a source change",
-                    );
-                    self.paused = true;
-                } else if code == APP_LOAD_ERROR && self.stopping.is_none() {
-                    spawner.log(
-                        Level::Error,
-                        "a worker could not load the application: stopping",
-                    );
-                    self.exit = APP_LOAD_ERROR;
-                    self.begin_stop(spawner, libc::SIGTERM);
+                if code == APP_LOAD_ERROR && !expected {
+                    self.hold(spawner, worker.generation);
                 } else if code != 0 {
                     spawner.log(
                         Level::Warning,
@@ -334,6 +353,67 @@ impl Master<'_> {
                 );
             }
         }
+    }
+
+    /// A worker of `generation` could not import the application (module
+    /// docs, point 4): keep the workers that serve, if any (a failed new
+    /// generation is given up), and start no more until the next HUP or
+    /// source change, or [`HOLD_RETRY`]; stop the master if none serve and
+    /// there is no `--reload` to wait on.
+    fn hold(&mut self, spawner: &mut impl Spawn, generation: u64) {
+        let live = |w: &&Worker| w.stopping_since.is_none();
+        let older = self
+            .workers
+            .iter()
+            .filter(live)
+            .filter(|w| w.generation != generation)
+            .map(|w| w.generation)
+            .max();
+        if let (Some(last), true) = (older, generation == self.generation) {
+            // The new generation does not import: the last one stays.
+            for worker in &mut self.workers {
+                if worker.generation == generation && worker.stopping_since.is_none() {
+                    signal(worker.pid, libc::SIGTERM);
+                    worker.stopping_since = Some(Instant::now());
+                }
+            }
+            self.generation = last;
+        }
+        // Serving: its event loop has run (a booting worker of the same
+        // code is likely to fail too).
+        let running = self
+            .workers
+            .iter()
+            .filter(live)
+            .filter(|w| self.board.heartbeat_after(w.slot, w.started))
+            .count();
+        let again = if self.reloader.is_some() {
+            "waiting for a source change".to_owned()
+        } else if running > 0 {
+            format!(
+                "send HUP once it is fixed (a missing worker is tried again every {} s)",
+                HOLD_RETRY.as_secs()
+            )
+        } else {
+            spawner.log(
+                Level::Error,
+                "a worker could not load the application: stopping",
+            );
+            self.exit = APP_LOAD_ERROR;
+            self.begin_stop(spawner, libc::SIGTERM);
+            return;
+        };
+        let serving = if running > 0 {
+            format!("{running} running worker(s) keep serving the code they loaded; ")
+        } else {
+            String::new()
+        };
+        spawner.log(
+            Level::Error,
+            &format!("a worker could not load the application: {serving}{again}"),
+        );
+        self.paused = true;
+        self.retry_at = self.reloader.is_none().then(|| Instant::now() + HOLD_RETRY);
     }
 
     fn begin_stop(&mut self, spawner: &mut impl Spawn, sig: libc::c_int) {
@@ -381,7 +461,9 @@ impl Master<'_> {
             _ if self.stopping.is_some() => {}
             Signal::Hup => {
                 spawner.log(Level::Info, "Handling signal: hup (starting new workers)");
-                self.generation += 1;
+                self.generation = self.newest() + 1;
+                self.paused = false;
+                self.retry_at = None;
             }
             Signal::Ttin => {
                 self.wanted += 1;

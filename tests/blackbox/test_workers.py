@@ -539,6 +539,68 @@ def test_ttin_and_ttou_change_the_number_of_workers(ferrule_server):
     assert status == 200
 
 
+_VERSIONED_APP = """import os
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"VERSION %d" % os.getpid()]
+"""
+
+
+def test_a_reload_whose_code_does_not_import_keeps_the_running_workers(ferrule_server, tmp_path):
+    # gunicorn stops the whole server when a HUP's new workers cannot import the
+    # application; ferrule keeps the workers that serve the code they loaded.
+    module = tmp_path / "hup_app.py"
+    module.write_text(_VERSIONED_APP.replace("VERSION", "v1"))
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    server = ferrule_server("hup_app:app", "-w", "2", cwd=tmp_path, env=env)
+    master = server.proc.pid
+    old = wait_workers(master, 2)
+    broken = _VERSIONED_APP.replace("VERSION", "v2") + "import ferrule_no_such_module\n"
+    module.write_text(broken)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_log("2 running worker(s) keep serving the code they loaded", timeout=30)
+    assert wait_workers(master, 2) == old, server.log()
+    for _ in range(10):
+        status, body = get(server)
+        assert status == 200 and body.startswith(b"v1 "), (status, body)
+        assert int(body[3:]) in old
+    assert server.proc.poll() is None
+    assert "No module named 'ferrule_no_such_module'" in server.log() or (
+        "no module named 'ferrule_no_such_module'" in server.log()
+    )
+
+    # A worker that dies while the code is broken is tried again after 10 s, once
+    # per period (no respawn loop); the other goes on serving.
+    failed_before = server.log().count("could not load the application")
+    victim = min(old)
+    os.kill(victim, signal.SIGKILL)
+    assert wait_workers(master, 1) == old - {victim}
+    status, body = get(server)
+    assert status == 200 and body.startswith(b"v1 ")
+    wait_until(
+        f"a second try; log:\n{server.log()}",
+        lambda: server.log().count("could not load the application") > failed_before,
+        40,
+        interval=0.2,
+    )
+    assert server.log().count("could not load the application") <= failed_before + 2
+    assert server.proc.poll() is None
+
+    # Fixed, and a HUP: a new generation of two serves the new code.
+    module.write_text(_VERSIONED_APP.replace("VERSION", "v3"))
+    server.proc.send_signal(signal.SIGHUP)
+
+    def new_generation():
+        now = workers(master)
+        return now if len(now) == 2 and not now & old else None
+
+    new = wait_until("a new generation of 2 workers", new_generation, 30, interval=0.05)
+    status, body = get(server)
+    assert status == 200 and body.startswith(b"v3 ") and int(body[3:]) in new
+
+
 # --------------------------------------------------------------------------- options
 
 
