@@ -36,8 +36,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The least peak of open connections that makes a trim worth it: 256. At
-/// about 35 KiB each while they are open (`benchmarks/README.md`), fewer
-/// leave at most some MiB behind, which the next requests reuse.
+/// 25 to 35 KiB of RSS each while they are open (`benchmarks/README.md`),
+/// fewer leave at most some MiB behind, which the next requests reuse.
 pub const MIN_PEAK: usize = 256;
 
 /// A trim is due once open connections are down to at most this fraction of
