@@ -24,6 +24,7 @@ pub mod send_timeout;
 pub mod sendfile;
 pub mod server;
 pub mod tls;
+pub mod trim;
 pub mod turn;
 
 pub use body::{BodyError, ResponseBody};

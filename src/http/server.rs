@@ -26,6 +26,9 @@
 //!    over the [`SendfileIo`]): a client that takes no response bytes for
 //!    [`RunOptions::send_timeout`] while some wait to be sent is cut off,
 //!    whichever of the above writes to it (see [`super::send_timeout`]).
+//! 6. Once a second the accept loop asks whether open connections have come
+//!    down from a burst; if so, the C allocator's free memory is given back
+//!    to the system (see [`super::trim`]).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -44,6 +47,7 @@ use tokio::task::JoinSet;
 
 use super::send_timeout::{Report, SendTimeout};
 use super::sendfile::{SendfileIo, SendfileQueue};
+use super::trim::{self, IdleTrim};
 use super::{proxy_protocol, Dispatch, Limits, Origin};
 use crate::config::forwarded::TrustedProxies;
 
@@ -146,6 +150,10 @@ pub async fn run(
     options: RunOptions,
 ) -> usize {
     let mut connections = JoinSet::new();
+    // Free memory goes back to the system after a burst (see super::trim).
+    let mut idle_trim = IdleTrim::new();
+    let mut trim_check = tokio::time::interval(trim::CHECK_EVERY);
+    trim_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *stop.borrow_and_update() {
             break;
@@ -160,6 +168,7 @@ pub async fn run(
                         task.await;
                     } else {
                         connections.spawn(task);
+                        idle_trim.opened(connections.len());
                     }
                 }
                 (index, Ok(Accepted::Unix(stream))) => {
@@ -171,11 +180,17 @@ pub async fn run(
                         task.await;
                     } else {
                         connections.spawn(task);
+                        idle_trim.opened(connections.len());
                     }
                 }
                 (_, Err(err)) => accept_error(err).await,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = trim_check.tick(), if !options.sequential => {
+                if idle_trim.due(connections.len(), std::time::Instant::now()) {
+                    trim::release_free_memory();
+                }
+            }
         }
     }
     // Accept no more: a process that holds no other descriptor of a listener
