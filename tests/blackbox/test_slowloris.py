@@ -11,13 +11,13 @@ bounded.
 
 from __future__ import annotations
 
-import resource
 import selectors
 import socket
 import threading
 import time
 
 from apps.advisory_apps import fd_count, worker_pids
+from apps.procs import raise_fd_limit
 from apps.wire import Wire
 
 N = 1000
@@ -26,16 +26,6 @@ NORMAL_BOUND = 3.0  # "within 1 s" in the issue, bounded generously so it never 
 CLOSE_SLACK = 4.0  # how long past the header timeout a close may take on a loaded machine
 TRICKLE_EVERY = 0.2
 TRICKLE = b"X-Trickle: " + b"t" * 40 + b"\r\n"
-
-
-def _raise_fd_limit(need: int) -> None:
-    """Raise this process's soft RLIMIT_NOFILE (the server, started after, inherits it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert soft == resource.RLIM_INFINITY or soft >= need, f"RLIMIT_NOFILE {soft} < {need}"
 
 
 def _normal_request(port: int, path: str) -> float:
@@ -49,7 +39,7 @@ def _normal_request(port: int, path: str) -> float:
 
 
 def test_slowloris_trickling_connections_are_cut_and_normal_clients_served(ferrule_server):
-    _raise_fd_limit(2 * N + 512)
+    raise_fd_limit(2 * N + 512)
     server = ferrule_server(
         "apps.environ_echo:app",
         "--header-timeout", str(int(HEADER_TIMEOUT)),

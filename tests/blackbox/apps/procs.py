@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,3 +70,13 @@ def get(server, path: str = "/", timeout: float = CLIENT_TIMEOUT) -> tuple[int, 
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def raise_fd_limit(need: int) -> None:
+    """Raise this process's soft RLIMIT_NOFILE (the server, started after, inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == resource.RLIM_INFINITY or soft >= need, f"RLIMIT_NOFILE {soft} < {need}"
