@@ -141,12 +141,4 @@ mod tests {
         assert!(!trim.due(1000, start));
         assert!(trim.due(10, start + CHECK_EVERY));
     }
-
-    #[test]
-    fn release_free_memory_can_be_called_any_time() {
-        let kept: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 64 * 1024]).collect();
-        drop(kept);
-        release_free_memory();
-        release_free_memory();
-    }
 }
