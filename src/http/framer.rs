@@ -719,6 +719,22 @@ impl<S> Framed<S> {
         self
     }
 
+    /// Whether the input ended quietly: the client ended its side, or the
+    /// framer ended it after a silence (idle past `--keep-alive`, or the
+    /// longest wait once it stopped judging; point 4 of the module docs),
+    /// with nothing read that waits. A connection that ended otherwise (hyper
+    /// closed it after a response, or a head was refused) may still have
+    /// bytes coming: its close lingers ([`super::linger`]).
+    pub fn ended_quietly(&self) -> bool {
+        self.eof
+    }
+
+    /// The connection under the framer, for its last reads
+    /// ([`super::linger`]): they bypass the framer.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// While the socket has nothing to read: arm the timer for the wait the
     /// framer is in, and act when it has run out (point 4 of the module docs).
     fn watch(&mut self, cx: &mut Context<'_>) {

@@ -58,6 +58,15 @@
 //!    for keep-alive, as hyper's is once `graceful_shutdown()` has turned its
 //!    keep-alive off (`proto/h1/conn.rs`, `fix_keep_alive`): no `keep-alive`
 //!    token for an HTTP/1.0 client.
+//! 6. A connection this module ends (`close`) is torn down in stages (RFC
+//!    9112 §9.6): the outbox settled, the last bytes written, the write side
+//!    shut down, then — when the client may still send: after a response,
+//!    or a 408 for a late head — what it sends is read and discarded until
+//!    it ends its side or a bound passes ([`super::linger`]), and only then
+//!    is the socket dropped: closed with unread bytes in it, it would be
+//!    reset, and the tail of the last response lost. A client that ended
+//!    its side first, or an idle connection closed with nothing read
+//!    (`--keep-alive`, the drain window), needs no lingering.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -223,21 +232,15 @@ where
                 Ok(Wait::End) if !buf.is_empty() => {
                     return handoff(io, buf, clock.drain_at, &mut outbox).await
                 }
+                // The client ended its side, or nothing was read and
+                // nothing is waiting (the read came first, and found none).
                 Ok(Wait::End | Wait::Idle | Wait::Drained) => {
-                    if settle(&mut io, &mut outbox).await.is_ok() {
-                        let _ = io.shutdown().await;
-                    }
-                    return Served::Closed;
+                    return close(&mut io, &mut outbox, &[], Ending::Quiet).await;
                 }
                 Ok(Wait::Late) => {
                     let refusal = super::framer::Refusal::late_head(cx.timeouts.header);
                     let reply = super::framer::refusal_response(&refusal);
-                    if settle(&mut io, &mut outbox).await.is_ok()
-                        && write_all(&mut io, &mut [&reply]).await.is_ok()
-                    {
-                        let _ = io.shutdown().await;
-                    }
-                    return Served::Closed;
+                    return close(&mut io, &mut outbox, &reply, Ending::Linger).await;
                 }
                 Err(_) => return Served::Closed,
             }
@@ -306,18 +309,16 @@ where
             ));
             watching(response, &mut stop_signal, &mut clock).await
         };
-        if !matches!(keep, Ok(true)) {
-            if keep.is_ok() {
-                let _ = io.shutdown().await;
-            }
-            return Served::Closed;
+        // After a response the client may have sent more (pipelined
+        // requests, the rest of a refused body): the close lingers.
+        match keep {
+            Ok(true) => {}
+            Ok(false) => return close(&mut io, &mut outbox, &[], Ending::Linger).await,
+            Err(_) => return Served::Closed,
         }
         clock.idle_since = Instant::now();
         if clock.drain_at.is_some_and(|at| clock.idle_since >= at) {
-            if settle(&mut io, &mut outbox).await.is_ok() {
-                let _ = io.shutdown().await;
-            }
-            return Served::Closed;
+            return close(&mut io, &mut outbox, &[], Ending::Linger).await;
         }
     }
 }
@@ -433,6 +434,42 @@ impl Clock {
         }
         self.drain_at.is_some_and(|at| Instant::now() >= at)
     }
+}
+
+/// How [`close`] ends a connection (module docs, point 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client ended its side, or the connection is idle: nothing was
+    /// read that is not answered, and nothing waits to be read.
+    Quiet,
+    /// The client may still send: read and discard until it ends its side
+    /// ([`super::linger`]).
+    Linger,
+}
+
+/// End the connection (RFC 9112 §9.6): write what its outbox holds, then
+/// `last` (a refusal, or nothing), shut down the write side (the FIN follows
+/// the response), and with [`Ending::Linger`] read and discard what the
+/// client still sends, within [`super::linger`]'s bounds. The caller drops
+/// `io` after.
+///
+/// A write that fails (the client is gone) ends it there.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    outbox: &mut Option<Outbox>,
+    last: &[u8],
+    ending: Ending,
+) -> Served<S> {
+    if settle(io, outbox).await.is_err()
+        || write_all(io, &mut [last]).await.is_err()
+        || io.shutdown().await.is_err()
+    {
+        return Served::Closed;
+    }
+    if ending == Ending::Linger {
+        super::linger::linger(io, super::linger::Bounds::default()).await;
+    }
+    Served::Closed
 }
 
 /// Hand the connection to hyper, once the responses its outbox holds are

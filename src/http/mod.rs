@@ -17,6 +17,7 @@ pub mod fuzz;
 pub mod h1;
 pub mod head;
 pub mod limits;
+pub mod linger;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod reply;

@@ -29,6 +29,13 @@
 //! 6. Once a second the accept loop asks whether open connections have come
 //!    down from a burst; if so, the C allocator's free memory is given back
 //!    to the system (see [`super::trim`]).
+//! 7. A connection the server ends is torn down in stages (RFC 9112 §9.6):
+//!    after hyper's last response and its shutdown of the write side, the
+//!    socket is read and discarded until the client ends its side or a bound
+//!    passes ([`super::linger`]), unless its input had ended quietly (the
+//!    client's end, or `--keep-alive`); [`super::h1`] does the same for the
+//!    connections it closes. The graceful timeout bounds it like any other
+//!    connection task.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -41,6 +48,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -375,21 +383,22 @@ where
         // client gets nothing (tests/rust/http_raw.rs malformed_heads_get_a_4xx).
         // It would also switch hyper to flattening (copying) body chunks, which
         // file placeholders must never go through.
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(connection);
+        // Not pinned: it is taken apart once done, for its socket (the
+        // lingering close below).
+        let mut connection = builder.serve_connection(TokioIo::new(stream), service);
         let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
         let mut stopping = drain_at.is_some();
         let drain = tokio::time::sleep_until(drain_at.unwrap_or_else(far));
         tokio::pin!(drain);
         loop {
             tokio::select! {
-                _ = connection.as_mut() => return,
+                _ = &mut connection => break,
                 () = stopped(&mut stop), if !stopping => {
                     stopping = true;
                     drain.as_mut().reset(tokio::time::Instant::now() + drain_window);
                 }
                 () = drain.as_mut(), if stopping => {
-                    connection.as_mut().graceful_shutdown();
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
                     drain.as_mut().reset(far());
                 }
                 () = abort.notified() => {
@@ -397,13 +406,25 @@ where
                     // hyper flush what it holds, then dropping the connection closes
                     // the socket without a clean end of the message.
                     poll_fn(|cx| {
-                        let _ = connection.as_mut().poll(cx);
+                        let _ = std::pin::Pin::new(&mut connection).poll(cx);
                         Poll::Ready(())
                     })
                     .await;
                     return;
                 }
             }
+        }
+        // hyper has written its last response and shut the write side down
+        // (after an error it may not have: again, then, which is harmless).
+        // The rest of RFC 9112 §9.6's close: the client may still send,
+        // unless its input ended quietly (see super::linger). An idle
+        // connection hyper closes for a graceful stop lingers too (nothing
+        // here tells it from one closed after a response): at most
+        // LINGER_GAP more of the stop, for a client that keeps its side open.
+        let mut framed = connection.into_parts().io.into_inner();
+        if framed.shutdown().await.is_ok() && !framed.ended_quietly() {
+            let mut stream = framed.into_inner();
+            super::linger::linger(&mut stream, super::linger::Bounds::default()).await;
         }
     }
 }
