@@ -53,8 +53,11 @@ def test_hello_serves_its_body(ferrule_server) -> None:
 
 
 def free_port() -> int:
+    """A port free on every IPv4 address, as the scripts bind it (``""``): one free on
+    127.0.0.1 alone may still be held on another loopback address (a client's
+    TIME_WAIT from 127.0.0.2, say), and the script's bind then fails."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return sock.getsockname()[1]
 
 
