@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from apps.procs import free_port
 
 BLACKBOX = Path(__file__).resolve().parent
 TIMEOUT = 20
@@ -29,12 +30,6 @@ REQUESTS = [
     ("GET", "/auth", {"Authorization": "Basic Ym9iOnNlY3JldA=="}, None),
     ("HEAD", "/head", {}, None),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(argv: list[str], port: int, log: Path) -> subprocess.Popen:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apps.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 10.0
@@ -50,15 +51,6 @@ def test_hello_serves_its_body(ferrule_server) -> None:
 
 
 # ===== the seed's programs, run as scripts =====
-
-
-def free_port() -> int:
-    """A port free on every IPv4 address, as the scripts bind it (``""``): one free on
-    127.0.0.1 alone may still be held on another loopback address (a client's
-    TIME_WAIT from 127.0.0.2, say), and the script's bind then fails."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

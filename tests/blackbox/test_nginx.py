@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apps.procs import free_port
 
 APP = "apps.nginx_apps:app"
 CLIENT_TIMEOUT = 20.0
@@ -48,12 +49,6 @@ def nginx_binary() -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_path(path: Path, server, timeout: float = 10.0) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from apps import events
-from apps.procs import get, wait_until, wait_workers, workers
+from apps.procs import free_port, get, wait_until, wait_workers, workers
 from apps.wire import connect
 from apps.workers_apps import block
 
@@ -641,9 +641,7 @@ def test_web_concurrency_sets_the_number_of_workers(ferrule_server):
 
 
 def test_port_environment_variable_without_bind():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
     env.update(PORT=str(port), PYTHONUNBUFFERED="1")
     with tempfile.TemporaryFile() as log:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import resource
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,3 +81,16 @@ def raise_fd_limit(need: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == resource.RLIM_INFINITY or soft >= need, f"RLIMIT_NOFILE {soft} < {need}"
+
+
+def free_port() -> int:
+    """A TCP port free on every IPv4 address, for a server told to bind it.
+
+    Probed on ``""`` (all addresses), as a server binding ``0.0.0.0`` or ``:PORT`` takes
+    it: a port free on 127.0.0.1 alone may still be held on another loopback address (a
+    client's TIME_WAIT from 127.0.0.2, say), and such a server's bind would fail. Another
+    process may still take it before the server binds.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
