@@ -29,7 +29,7 @@
 //!    that meets code broken on disk since), they keep serving: a failed new
 //!    generation is stopped and the last one stays current, and a worker is
 //!    started again only after [`HOLD_RETRY`] or at the next HUP
-//!    ([`Master::hold`]). With `--reload`, the next source change tries again.
+//!    (`Master::hold`). With `--reload`, the next source change tries again.
 //!
 //! What a worker does after the fork is behind [`Spawn`], so this module stays
 //! free of Python.
@@ -210,7 +210,7 @@ impl Master<'_> {
     }
 
     /// The newest generation ever started: a new one must differ from every
-    /// worker's, those of a generation given up ([`Master::hold`]) too.
+    /// worker's, those of a generation given up (`Master::hold`) too.
     fn newest(&self) -> u64 {
         self.workers
             .iter()
