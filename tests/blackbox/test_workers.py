@@ -557,6 +557,14 @@ def test_a_reload_whose_code_does_not_import_keeps_the_running_workers(ferrule_s
     server = ferrule_server("hup_app:app", "-w", "2", cwd=tmp_path, env=env)
     master = server.proc.pid
     old = wait_workers(master, 2)
+    # Both have imported v1 (a worker still booting would import what comes next).
+    answered: set[int] = set()
+
+    def both_answered():
+        answered.add(int(get(server)[1][3:]))
+        return answered == old
+
+    wait_until("both workers answering", both_answered, 30, interval=0.01)
     broken = _VERSIONED_APP.replace("VERSION", "v2") + "import ferrule_no_such_module\n"
     module.write_text(broken)
     server.proc.send_signal(signal.SIGHUP)
