@@ -72,7 +72,10 @@ async def _one(loop, port: int, seed: int) -> None:
         sock.close()
 
 
-async def _client(port: int, total: int, concurrency: int, offset: int) -> None:
+async def connections(port: int, total: int, concurrency: int, offset: int = 0) -> None:
+    """Open ``total`` connections to ``port``, at most ``concurrency`` at a time, each
+    as ``_one`` does with seed ``offset + n`` (``tests/blackbox/test_memory_bursts.py``
+    runs this too)."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
 
@@ -92,7 +95,7 @@ async def _client(port: int, total: int, concurrency: int, offset: int) -> None:
 
 
 def _client_process(port: int, total: int, concurrency: int, offset: int) -> None:
-    asyncio.run(_client(port, total, concurrency, offset))
+    asyncio.run(connections(port, total, concurrency, offset))
 
 
 def burst(port: int, total: int, concurrency: int, clients: int = 2) -> float:
